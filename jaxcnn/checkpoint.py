@@ -1,0 +1,225 @@
+"""Orbax behind one small interface: save, resume, skip what is broken.
+
+Each checkpoint step holds two items: ``state`` (the whole TrainState pytree)
+and ``meta`` (JSON: epoch, history, what is needed to rebuild the model).
+Saves are asynchronous; :meth:`Checkpointer.close` waits for them.
+
+A step that cannot be restored (a killed save, a truncated file) is moved
+aside to ``<dir>/corrupt/<step>-<time>`` with a warning and the previous good
+step is used: it is never deleted, and its step number is never silently
+overwritten by the resumed run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from typing import Any
+
+from absl import logging
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+
+class CheckpointMismatchError(ValueError):
+  """A checkpoint whose tree does not fit the model it is restored into."""
+
+
+def _abstract(tree: Any) -> Any:
+  """Shape/dtype structs for restoring on this machine's devices.
+
+  The target sharding is this process's first device: a checkpoint written
+  on any number of devices restores on any other (the step is pmap-ed with
+  the state unreplicated, so nothing is per-device).
+  """
+  device = jax.local_devices()[0]
+  sharding = jax.sharding.SingleDeviceSharding(device)
+  return jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+
+
+def tree_differences(expected: Any, found: Any) -> list[str]:
+  """Lists missing, unexpected and mismatched-shape leaves between two trees."""
+  def name(key):
+    # Orbax's metadata turns dataclasses and named tuples into dicts: compare
+    # paths by their plain names so both spellings of a field agree.
+    for attr in ("name", "key", "idx"):
+      if hasattr(key, attr):
+        return str(getattr(key, attr))
+    return str(key)
+
+  def flat(tree):
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {"/".join(name(k) for k in path): getattr(leaf, "shape", None)
+            for path, leaf in leaves}
+  want, got = flat(expected), flat(found)
+  problems = [f"missing {k}" for k in sorted(want.keys() - got.keys())]
+  problems += [f"unexpected {k}" for k in sorted(got.keys() - want.keys())]
+  problems += [f"shape {k}: checkpoint {tuple(got[k])} vs model {tuple(want[k])}"
+               for k in sorted(want.keys() & got.keys())
+               if want[k] is not None and got[k] is not None
+               and tuple(want[k]) != tuple(got[k])]
+  return problems
+
+
+def _saved_tree(item_dir: str) -> Any:
+  """The shapes and structure stored in a checkpoint item, read from metadata."""
+  with ocp.StandardCheckpointer() as reader:
+    metadata = reader.metadata(item_dir)
+  tree = getattr(metadata, "item_metadata", metadata)
+  tree = getattr(tree, "tree", tree)
+  if tree is None:
+    raise ValueError(f"No readable tree metadata in {item_dir}.")
+  return tree
+
+
+class Checkpointer:
+  """Saves every N epochs, keeps the last K, resumes from the latest good one.
+
+  Args:
+    directory: where the step folders live (``<workdir>/checkpoints``).
+    max_to_keep: how many recent steps to keep.
+  """
+
+  def __init__(self, directory: str, *, max_to_keep: int = 3):
+    self.directory = os.path.abspath(directory)
+    self._options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, create=True, enable_async_checkpointing=True)
+    self._manager = self._new_manager()
+
+  def _new_manager(self) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(self.directory, options=self._options,
+                                 item_names=("state", "meta"))
+
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def save(self, step: int, state: Any, meta: dict) -> None:
+    """Starts an asynchronous save of ``state`` and ``meta`` at ``step``."""
+    self._manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+        force=True)
+
+  def wait(self) -> None:
+    """Blocks until every started save is complete on disk."""
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+  def restore_latest(self, target_state: Any) -> tuple[Any, dict] | None:
+    """Restores the newest restorable step into the structure of ``target_state``.
+
+    Broken steps are moved aside with a warning and older ones tried.
+
+    Returns:
+      ``(state, meta)``, or None when no step exists.
+
+    Raises:
+      CheckpointMismatchError: the checkpoint was written for another model
+        (the message lists missing, unexpected and mismatched entries).
+    """
+    for step in reversed(self.all_steps()):
+      try:
+        return self.restore(step, target_state)
+      except CheckpointMismatchError:
+        raise
+      except Exception as e:  # noqa: BLE001 - any read failure means broken.
+        self._quarantine(step, e)
+    return None
+
+  def restore(self, step: int, target_state: Any) -> tuple[Any, dict]:
+    """Restores one step; raises if it is unreadable or does not fit."""
+    meta = self._manager.restore(step, args=ocp.args.Composite(
+        meta=ocp.args.JsonRestore()))["meta"]
+    saved_tree = _saved_tree(os.path.join(self.directory, str(step), "state"))
+    problems = tree_differences(target_state, saved_tree)
+    if problems:
+      raise CheckpointMismatchError(
+          f"Checkpoint step {step} in {self.directory} does not fit this "
+          f"model:\n  " + "\n  ".join(problems[:50]) +
+          ("\n  ..." if len(problems) > 50 else "") +
+          "\nUse another --workdir for a changed model.")
+    restored = self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(_abstract(target_state))))["state"]
+    return restored, meta
+
+  def _quarantine(self, step: int, error: Exception) -> None:
+    src = os.path.join(self.directory, str(step))
+    dst_dir = os.path.join(self.directory, "corrupt")
+    os.makedirs(dst_dir, exist_ok=True)
+    dst = os.path.join(dst_dir, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+    logging.warning(
+        "Checkpoint step %d in %s cannot be restored (%s: %s); moved it to %s "
+        "and trying the previous step.", step, self.directory,
+        type(error).__name__, str(error).splitlines()[0] if str(error) else "",
+        dst)
+    print(f"WARNING: checkpoint step {step} is unreadable "
+          f"({type(error).__name__}); moved to {dst}, using an older step.")
+    if os.path.exists(src):
+      shutil.move(src, dst)
+    self._manager.close()
+    self._manager = self._new_manager()
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+  """Reads the config a workdir was trained with (``config.json``)."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(
+        f"No config.json in {workdir}: not a jaxcnn workdir, or training "
+        "never started there. Train first with python -m jaxcnn.main "
+        f"--config=experiments/<name>.py --workdir={workdir}")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def load_for_inference(workdir: str, step: int | None = None):
+  """Loads a trained model for prediction on this machine's devices.
+
+  Args:
+    workdir: a training workdir (holds ``config.json`` and ``checkpoints/``).
+    step: a checkpoint step; None takes the latest restorable one.
+
+  Returns:
+    ``(model, variables, config)``; ``variables`` holds ``params`` and, if the
+    model has BatchNorm, ``batch_stats``.
+
+  Raises:
+    FileNotFoundError: the workdir has no config or no checkpoint.
+  """
+  from jaxcnn import train  # Local: train imports this module.
+  config = read_config(workdir)
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
+  try:
+    steps = ckpt.all_steps()
+    if not steps:
+      raise FileNotFoundError(
+          f"No checkpoint in {ckpt.directory}: train first (python -m "
+          f"jaxcnn.main --config=... --workdir={workdir}).")
+    if step is not None and step not in steps:
+      raise FileNotFoundError(
+          f"No checkpoint step {step} in {ckpt.directory}; steps: {steps}.")
+    meta = ckpt._manager.restore(steps[-1] if step is None else step,
+                                 args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    model, target = train.abstract_state_from_meta(config, meta)
+    if step is None:
+      restored = ckpt.restore_latest(target)
+      if restored is None:
+        raise FileNotFoundError(f"No restorable checkpoint in {ckpt.directory}.")
+      state = restored[0]
+    else:
+      state = ckpt.restore(step, target)[0]
+  finally:
+    ckpt.close()
+  variables = {"params": state.params}
+  if state.batch_stats:
+    variables["batch_stats"] = state.batch_stats
+  return model, variables, config

@@ -1,0 +1,79 @@
+r"""Command line: train, evaluate, predict or plot one experiment.
+
+  python -m jaxcnn.main --config=experiments/fashion_mnist_cnn.py --workdir=/tmp/fm
+  python -m jaxcnn.main --config=experiments/fashion_mnist_cnn.py \
+      --config.optimizer.learning_rate=3e-4 --workdir=/tmp/fm2
+  python -m jaxcnn.main --config=... --workdir=... --mode=eval
+
+Running the same command again with the same workdir resumes.
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+# TF is used for tf.data only: keep it off the GPU, which JAX needs whole.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file (experiments/<name>.py).",
+    lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "predict_mc", "visualize"],
+                  "What to do with the experiment.")
+flags.DEFINE_bool("debug_nans", False,
+                  "Run the step without pmap under jax_debug_nans to find the op "
+                  "that makes a NaN.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  import jax  # After flag parsing: XLA_FLAGS set by the user are respected.
+  import tensorflow as tf
+  tf.config.set_visible_devices([], "GPU")
+  if FLAGS.debug_nans:
+    jax.config.update("jax_debug_nans", True)
+
+  from jaxcnn import checkpoint
+  from jaxcnn import config as config_lib
+  from jaxcnn import train
+  config = FLAGS.config
+  try:
+    config_lib.validate(config)
+    if FLAGS.mode == "train":
+      train.train_and_evaluate(config, FLAGS.workdir)
+    elif FLAGS.mode == "eval":
+      train.evaluate_workdir(config, FLAGS.workdir)
+    elif FLAGS.mode == "predict_mc":
+      from jaxcnn import inference
+      inference.report(config, FLAGS.workdir)
+    elif FLAGS.mode == "visualize":
+      from jaxcnn import visualize
+      visualize.plot_workdir(config, FLAGS.workdir)
+  except (config_lib.ConfigError, train.NonFiniteLossError, FileNotFoundError,
+          checkpoint.CheckpointMismatchError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+
+
+def parse_flags(argv):
+  """Parses flags; a bad ``--config.*`` override is one clear line, not a trace."""
+  try:
+    return FLAGS(argv)
+  except (AttributeError, KeyError) as e:
+    message = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
+    print(f"error: bad config override: {message}", file=sys.stderr)
+    sys.exit(2)
+  except flags.Error as e:
+    print(f"error: {e}\nPass --helpfull for the flags.", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)

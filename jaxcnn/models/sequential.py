@@ -1,0 +1,96 @@
+"""The declarative model: a linen module running a list of layer specs.
+
+Like ``keras.Sequential``, a model is its layers in order, each with a
+Keras-style name that is also its linen module name, so
+``variables['params']['conv2d_1']['kernel']`` exists. The call runs a slice
+of the layers, which lets a frozen base run once and be cached (lecture 003's
+feature extraction) and MC dropout skip the deterministic prefix.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+import flax.linen as nn
+import jax
+
+from jaxcnn.models import specs as specs_lib
+
+
+class Sequential(nn.Module):
+  """Runs ``layers`` in order.
+
+  Attributes:
+    layers: validated layer specs (see :func:`build`).
+    axis_name: the ``pmap`` axis BatchNorm averages its statistics over
+      (``'batch'`` in the train step); None outside ``pmap``.
+    weights_path: a Keras weights file for :func:`keras_import.load_pretrained`
+      ('' = none).
+    preset: the preset this model came from (summary title).
+  """
+  layers: tuple[specs_lib.LayerSpec, ...]
+  axis_name: str | None = None
+  weights_path: str = ""
+  preset: str = "sequential"
+
+  @property
+  def layer_names(self) -> tuple[str, ...]:
+    """Keras-style names of the layers, in order."""
+    return tuple(spec.name for spec in self.layers)
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False,
+               deterministic: bool | None = None, start: int = 0,
+               stop: int | None = None) -> jax.Array:
+    """Runs ``layers[start:stop]``.
+
+    Args:
+      x: NHWC images (or, with ``start > 0``, the output of layer
+        ``start - 1``).
+      train: BatchNorm normalizes with batch statistics and updates
+        ``batch_stats`` (apply with ``mutable=['batch_stats']``).
+      deterministic: switches dropout off; defaults to ``not train``. MC
+        dropout is ``train=False, deterministic=False``: dropout on,
+        BatchNorm frozen. MCDropout layers are on unless this is True.
+      start: first layer to run (Python slice semantics, negatives allowed).
+      stop: one past the last layer to run (None = to the end).
+
+    Returns:
+      The output of layer ``stop - 1``: logits for a whole classifier.
+    """
+    first, last, _ = slice(start, stop).indices(len(self.layers))
+    for spec in self.layers[first:last]:
+      x = spec.build(self.axis_name)(x, train=train, deterministic=deterministic)
+    return x
+
+
+def build(layers: Iterable[Mapping[str, Any] | specs_lib.LayerSpec], *,
+          axis_name: str | None = None, weights_path: str = "",
+          name: str = "sequential") -> Sequential:
+  """Builds a model from layer dicts.
+
+  Args:
+    layers: dicts such as ``{'type': 'dense', 'units': 10}`` (see
+      :mod:`jaxcnn.models.specs`).
+    axis_name: BatchNorm's ``pmap`` axis name, None outside ``pmap``.
+    weights_path: optional Keras weights file (loaded by
+      ``keras_import.load_pretrained`` after ``init``).
+    name: the model's name in summaries.
+
+  Returns:
+    A :class:`Sequential`.
+  """
+  return Sequential(layers=specs_lib.parse_layers(layers), axis_name=axis_name,
+                    weights_path=weights_path or "", preset=name)
+
+
+def first_stochastic_layer(model: Sequential) -> int:
+  """Index of the first dropout-type layer (``len(layers)`` if none).
+
+  Layers before it are deterministic at inference, so MC dropout can run
+  ``model.apply(v, x, stop=k)`` once and then ``start=k`` per sample.
+  """
+  for i, spec in enumerate(model.layers):
+    if spec.layer_type.stochastic:
+      return i
+  return len(model.layers)

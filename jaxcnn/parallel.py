@@ -1,0 +1,197 @@
+"""The pmap boundary: per-device train and eval steps over the 'batch' axis.
+
+This is the only module that calls ``jax.pmap``; a later move to
+``jax.shard_map`` touches nothing else. The train state is NOT replicated by
+hand: it enters with ``in_axes=None`` and leaves with ``out_axes=None``, which
+is valid because every device ends the step with the same state (gradients,
+metrics and BatchNorm statistics are all averaged over the axis).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxcnn import config as config_lib
+
+AXIS = "batch"
+
+Batch = Mapping[str, jax.Array]
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a resumed run needs, as one pytree (saved whole by Orbax).
+
+  Attributes:
+    step: global optimizer steps taken.
+    params: trainable parameters.
+    batch_stats: BatchNorm moving statistics ({} if the model has none).
+    opt_state: Optax state, learning rate and schedule count included.
+    rng: base PRNG key (raw uint32[2]); per-step keys are folded from it.
+    plateau: reduce-on-plateau state (a small pytree; empty when unused).
+  """
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  rng: jax.Array
+  plateau: Any
+
+
+def check_global_batch(global_batch_size: int, device_count: int | None = None) -> int:
+  """Returns the per-device batch size, or explains which sizes would work.
+
+  Args:
+    global_batch_size: examples per optimizer step over all devices.
+    device_count: devices of all processes (defaults to jax.device_count()).
+
+  Raises:
+    ConfigError: the batch does not divide across the devices.
+  """
+  n = device_count or jax.device_count()
+  if global_batch_size % n:
+    lower = (global_batch_size // n) * n
+    upper = lower + n
+    options = [b for b in (lower, upper) if b > 0]
+    raise config_lib.ConfigError(
+        f"training.batch_size={global_batch_size} does not divide across "
+        f"{n} devices ({jax.process_count()} process(es)); use a multiple of "
+        f"{n}, e.g. {' or '.join(map(str, options))}.")
+  return global_batch_size // n
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array,
+                  label_smoothing: float = 0.0) -> jax.Array:
+  """Per-example loss: softmax CE, or sigmoid CE for a 1-unit binary model."""
+  if logits.shape[-1] == 1:
+    targets = labels.astype(logits.dtype)
+    if label_smoothing:
+      targets = targets * (1 - label_smoothing) + 0.5 * label_smoothing
+    return optax.sigmoid_binary_cross_entropy(logits[..., 0], targets)
+  if label_smoothing:
+    onehot = optax.smooth_labels(
+        jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
+    return optax.softmax_cross_entropy(logits, onehot)
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def correct(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Per-example 0/1 correctness, for multi-class and 1-unit binary models."""
+  if logits.shape[-1] == 1:
+    predicted = (logits[..., 0] > 0).astype(labels.dtype)
+  else:
+    predicted = jnp.argmax(logits, axis=-1)
+  return (predicted == labels).astype(jnp.float32)
+
+
+def _variables(params, batch_stats):
+  return {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
+
+
+def make_train_step(
+    model: flax.linen.Module,
+    tx: optax.GradientTransformation,
+    *,
+    penalty_fn: Callable[[Any], jax.Array] = lambda params: 0.0,
+    project_fn: Callable[[Any], Any] = lambda params: params,
+    label_smoothing: float = 0.0,
+    pmap: bool = True,
+) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
+  """Builds the compiled data-parallel train step.
+
+  Args:
+    model: the linen module, built with ``axis_name='batch'`` so BatchNorm
+      statistics are averaged over all devices.
+    tx: the optimizer.
+    penalty_fn: regularization added to the loss (l1/l2 of the kernels).
+    project_fn: constraint projection applied after each update (max-norm).
+    label_smoothing: as in Keras' CategoricalCrossentropy.
+    pmap: False runs the same per-device function on one device under jit
+      (``--debug_nans``: jax_debug_nans can then point at the op).
+
+  Returns:
+    ``step(state, batch) -> (state, metrics)`` where ``batch['image']`` is
+    ``[devices, per_device, H, W, C]`` and metrics are device arrays (fetch
+    them only at log points).
+  """
+
+  def per_device_step(state: TrainState, batch: Batch):
+    # A distinct dropout key per step and per device, reproducible on resume.
+    rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step),
+                             jax.lax.axis_index(AXIS))
+
+    def loss_fn(params):
+      variables = _variables(params, state.batch_stats)
+      mutable = ["batch_stats"] if state.batch_stats else False
+      out = model.apply(variables, batch["image"], train=True,
+                        rngs={"dropout": rng}, mutable=mutable)
+      logits, new_model_state = out if mutable else (out, {})
+      data_loss = cross_entropy(logits, batch["label"], label_smoothing).mean()
+      total = data_loss + penalty_fn(params)
+      return total, (data_loss, logits, new_model_state)
+
+    grads, (data_loss, logits, new_model_state) = jax.grad(
+        loss_fn, has_aux=True)(state.params)
+    grads = jax.lax.pmean(grads, AXIS)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = project_fn(optax.apply_updates(state.params, updates))
+    # BatchNorm with axis_name already averaged the batch statistics; the
+    # pmean makes the replica-equality that out_axes=None relies on explicit.
+    batch_stats = jax.lax.pmean(
+        new_model_state.get("batch_stats", state.batch_stats), AXIS)
+    metrics = {
+        "loss": data_loss,
+        "accuracy": correct(logits, batch["label"]).mean(),
+        "grad_norm": optax.tree.norm(grads),
+    }
+    metrics = jax.lax.pmean(metrics, AXIS)
+    new_state = state.replace(step=state.step + 1, params=params,
+                              batch_stats=batch_stats, opt_state=opt_state)
+    return new_state, metrics
+
+  if not pmap:
+    return _single_device(per_device_step)
+  return jax.pmap(per_device_step, axis_name=AXIS, in_axes=(None, 0),
+                  out_axes=(None, None))
+
+
+def make_eval_step(model: flax.linen.Module, *, pmap: bool = True):
+  """Builds the compiled eval step returning sums over the masked examples.
+
+  The batch carries ``mask`` (False on padding) so that every example of the
+  split counts exactly once: sums, not means, are reduced over devices.
+  """
+
+  def per_device_eval(state: TrainState, batch: Batch):
+    logits = model.apply(_variables(state.params, state.batch_stats),
+                         batch["image"], train=False)
+    mask = batch["mask"].astype(jnp.float32)
+    sums = {
+        "loss": (cross_entropy(logits, batch["label"]) * mask).sum(),
+        "correct": (correct(logits, batch["label"]) * mask).sum(),
+        "count": mask.sum(),
+    }
+    return jax.lax.psum(sums, AXIS)
+
+  if not pmap:
+    return _single_device(per_device_eval)
+  return jax.pmap(per_device_eval, axis_name=AXIS, in_axes=(None, 0),
+                  out_axes=None)
+
+
+def _single_device(per_device_fn):
+  """Runs a per-device function on one device over the flattened batch."""
+
+  @jax.jit
+  def step(state, batch):
+    flat = jax.tree.map(lambda x: x.reshape((1, -1) + x.shape[2:]), batch)
+    fn = jax.vmap(per_device_fn, in_axes=(None, 0), out_axes=None,
+                  axis_name=AXIS)
+    return fn(state, flat)
+
+  return step

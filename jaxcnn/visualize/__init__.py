@@ -1,0 +1,53 @@
+"""Plots of training runs, learned filters, feature maps, filter patterns and classic kernels.
+
+Every ``plot_*`` function returns a matplotlib Figure drawn headless by Agg
+(no pyplot, no display needed) and saves it as a PNG of ``figsize * dpi``
+pixels when given ``path``. The data behind each plot has its own function
+(``load_history``, ``conv_kernel``, ``feature_maps``, ``filter_patterns``).
+"""
+
+from jaxcnn.visualize.activations import feature_maps
+from jaxcnn.visualize.activations import layer_outputs
+from jaxcnn.visualize.activations import normalize_feature_map
+from jaxcnn.visualize.activations import plot_feature_maps
+from jaxcnn.visualize.activations import tile_feature_maps
+from jaxcnn.visualize.classic import plot_classic_kernels
+from jaxcnn.visualize.classic import plot_filtered
+from jaxcnn.visualize.classic import plot_pattern_detection
+from jaxcnn.visualize.classic import plot_smoothing
+from jaxcnn.visualize.filters import conv_kernel
+from jaxcnn.visualize.filters import plot_filters
+from jaxcnn.visualize.history import HISTORY_FILE
+from jaxcnn.visualize.history import load_history
+from jaxcnn.visualize.history import plot_histories
+from jaxcnn.visualize.history import plot_history
+from jaxcnn.visualize.patterns import FilterPatterns
+from jaxcnn.visualize.patterns import deprocess_image
+from jaxcnn.visualize.patterns import filter_patterns
+from jaxcnn.visualize.patterns import generate_pattern
+from jaxcnn.visualize.patterns import pattern_grid
+from jaxcnn.visualize.patterns import plot_filter_patterns
+
+__all__ = [
+    "HISTORY_FILE",
+    "FilterPatterns",
+    "conv_kernel",
+    "deprocess_image",
+    "feature_maps",
+    "filter_patterns",
+    "generate_pattern",
+    "layer_outputs",
+    "load_history",
+    "normalize_feature_map",
+    "pattern_grid",
+    "plot_classic_kernels",
+    "plot_feature_maps",
+    "plot_filter_patterns",
+    "plot_filtered",
+    "plot_filters",
+    "plot_histories",
+    "plot_history",
+    "plot_pattern_detection",
+    "plot_smoothing",
+    "tile_feature_maps",
+]

@@ -1,0 +1,179 @@
+"""The train loop: pmap equivalence, exact resume, faults, real learning."""
+
+import glob
+import json
+import os
+import signal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxcnn import checkpoint as checkpoint_lib
+from jaxcnn import config as config_lib
+from jaxcnn import models
+from jaxcnn import optim
+from jaxcnn import parallel
+from jaxcnn import train
+
+
+def tiny_config(data_dir, **training):
+  c = config_lib.defaults()
+  c.dataset.name = "fashion_mnist"
+  c.dataset.data_dir = data_dir
+  c.dataset.num_train_examples = 612  # 512 train + 100 validation: 16 steps of 32
+  c.dataset.num_test_examples = 300
+  c.dataset.validation_split = 100
+  c.model.name = "cnn_small"
+  c.optimizer.name = "adam"
+  c.optimizer.learning_rate = 1e-3
+  c.training.batch_size = 32
+  c.training.num_epochs = 2
+  c.training.progress_bar = False
+  c.training.update(training)
+  return c
+
+
+def assert_trees_close(a, b, rtol=1e-5, atol=1e-6):
+  for (path, x), y in zip(jax.tree_util.tree_flatten_with_path(a)[0],
+                          jax.tree.leaves(b)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol,
+                               err_msg=jax.tree_util.keystr(path))
+
+
+def test_pmap_on_4_devices_equals_one_device():
+  """The same global batch gives the same update on 4 devices as on 1."""
+  assert jax.local_device_count() == 4
+  config = config_lib.defaults()
+  config.model.name = "cnn_small_bn"
+  model = models.create(config.model, num_classes=10)
+  train_model = models.create(config.model, num_classes=10, axis_name="batch")
+  tx = optim.create({"name": "sgd", "learning_rate": 0.05, "momentum": 0.9},
+                    {"name": "constant"}, steps_per_epoch=10, num_epochs=1)
+  state = train.create_train_state(config, model, tx, (28, 28, 1))
+  rng = np.random.default_rng(0)
+  batches = [{"image": rng.normal(size=(32, 28, 28, 1)).astype(np.float32),
+              "label": rng.integers(0, 10, size=(32,)).astype(np.int32)}
+             for _ in range(3)]
+  step4 = parallel.make_train_step(train_model, tx)
+  step1 = parallel.make_train_step(train_model, tx, pmap=False)
+  s4, s1 = state, state
+  for b in batches:
+    s4, m4 = step4(s4, jax.tree.map(lambda x: x.reshape((4, 8) + x.shape[1:]), b))
+    s1, m1 = step1(s1, jax.tree.map(lambda x: x.reshape((1, 32) + x.shape[1:]), b))
+  assert int(s4.step) == int(s1.step) == 3
+  assert_trees_close(s4.params, s1.params, rtol=1e-4, atol=1e-5)
+  assert_trees_close(s4.batch_stats, s1.batch_stats, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(float(m4["loss"]), float(m1["loss"]), rtol=1e-5)
+  # And the parameters did move: the test cannot pass on a no-op step.
+  moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), s4.params, state.params)
+  assert max(jax.tree.leaves(moved)) > 1e-3
+
+
+def test_trains_writes_logs_and_learns_real_data(fashion_mnist_data_dir, tmp_path):
+  config = tiny_config(fashion_mnist_data_dir, num_epochs=2)
+  config.dataset.num_train_examples = 4096
+  config.dataset.num_test_examples = 1000
+  config.dataset.validation_split = 500
+  config.model.name = "mnist_cnn"
+  state, history = train.train_and_evaluate(config, str(tmp_path))
+  assert len(history["loss"]) == 2 and len(history["val_accuracy"]) == 2
+  assert history["loss"][1] < history["loss"][0]
+  assert history["test_accuracy"] > 0.65  # chance is 0.10
+  assert len(history["lr"]) == 2 and history["lr"][0] == pytest.approx(1e-3)
+  assert all(v > 0 for v in history["images_per_second"])
+  saved = json.loads((tmp_path / "history.json").read_text())
+  assert saved["val_loss"] == pytest.approx(history["val_loss"])
+  assert json.loads((tmp_path / "results.json").read_text())["test_count"] == 1000
+  assert glob.glob(str(tmp_path / "tensorboard" / "events.out.tfevents.*"))
+  assert json.loads((tmp_path / "config.json").read_text())["model"]["name"] == "mnist_cnn"
+
+
+def test_resumed_run_equals_uninterrupted(fashion_mnist_data_dir, tmp_path, monkeypatch):
+  """SIGTERM mid-epoch, then rerun: same final parameters as never stopping."""
+  config = tiny_config(fashion_mnist_data_dir, num_epochs=2)
+  config.model.name = "cnn_small"
+  full_state, full_history = train.train_and_evaluate(config, str(tmp_path / "full"))
+
+  make = parallel.make_train_step
+  calls = {"n": 0}
+
+  def make_with_sigterm(*args, **kwargs):
+    step = make(*args, **kwargs)
+
+    def wrapped(state, batch):
+      calls["n"] += 1
+      if calls["n"] == 21:  # Mid-epoch 2 (16 steps per epoch).
+        os.kill(os.getpid(), signal.SIGTERM)
+      return step(state, batch)
+    return wrapped
+
+  monkeypatch.setattr(parallel, "make_train_step", make_with_sigterm)
+  workdir = str(tmp_path / "interrupted")
+  with pytest.raises(train.Preempted):
+    train.train_and_evaluate(config, workdir)
+  steps = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints")).all_steps()
+  assert steps == [16, 21]
+  monkeypatch.setattr(parallel, "make_train_step", make)
+  resumed_state, resumed_history = train.train_and_evaluate(config, workdir)
+  assert int(resumed_state.step) == int(full_state.step) == 32
+  assert_trees_close(resumed_state.params, full_state.params)
+  assert_trees_close(resumed_state.opt_state, full_state.opt_state)
+  np.testing.assert_allclose(resumed_history["loss"], full_history["loss"], rtol=1e-5)
+  assert resumed_history["test_accuracy"] == pytest.approx(full_history["test_accuracy"])
+
+  # A finished run says so and only evaluates.
+  again_state, _ = train.train_and_evaluate(config, workdir)
+  assert int(again_state.step) == 32
+
+
+def test_corrupt_latest_checkpoint_is_skipped_not_lost(fashion_mnist_data_dir, tmp_path, capsys):
+  config = tiny_config(fashion_mnist_data_dir, num_epochs=2)
+  train.train_and_evaluate(config, str(tmp_path))
+  ckpt_dir = tmp_path / "checkpoints"
+  # Truncate every data file of the newest step, as a killed copy would.
+  for path in glob.glob(str(ckpt_dir / "32" / "state" / "**" / "*"), recursive=True):
+    if os.path.isfile(path) and os.path.getsize(path) > 64:
+      with open(path, "r+b") as f:
+        f.truncate(10)
+  config.training.num_epochs = 3
+  state, history = train.train_and_evaluate(config, str(tmp_path))
+  out = capsys.readouterr().out
+  assert "checkpoint step 32 is unreadable" in out
+  assert "Resumed from" in out and "at step 16" in out
+  assert glob.glob(str(ckpt_dir / "corrupt" / "32-*"))  # Kept aside, not deleted.
+  assert int(state.step) == 48 and len(history["loss"]) == 3
+
+
+def test_changed_model_lists_mismatches(fashion_mnist_data_dir, tmp_path):
+  config = tiny_config(fashion_mnist_data_dir, num_epochs=1)
+  train.train_and_evaluate(config, str(tmp_path))
+  config.model.name = "cnn"
+  with pytest.raises(checkpoint_lib.CheckpointMismatchError,
+                     match=r"(?s)does not fit.*shape"):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_nan_loss_stops_with_step_and_last_checkpoint(fashion_mnist_data_dir, tmp_path):
+  config = tiny_config(fashion_mnist_data_dir, num_epochs=3)
+  config.optimizer.name = "sgd"
+  config.optimizer.learning_rate = 1e30
+  with pytest.raises(train.NonFiniteLossError,
+                     match=r"Non-finite loss at step \d+ .*last good checkpoint is"):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_load_for_inference_on_one_device(fashion_mnist_data_dir, tmp_path):
+  config = tiny_config(fashion_mnist_data_dir, num_epochs=1)
+  state, _ = train.train_and_evaluate(config, str(tmp_path))
+  model, variables, loaded_config = checkpoint_lib.load_for_inference(str(tmp_path))
+  assert loaded_config.model.name == "cnn_small"
+  assert_trees_close(variables["params"], state.params, rtol=0, atol=0)
+  x = jnp.zeros((2, 28, 28, 1))
+  assert model.apply(variables, x, train=False).shape == (2, 10)
+
+
+def test_load_for_inference_errors(tmp_path):
+  with pytest.raises(FileNotFoundError, match="config.json"):
+    checkpoint_lib.load_for_inference(str(tmp_path))
