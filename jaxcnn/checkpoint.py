@@ -22,6 +22,17 @@ from absl import logging
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers
+
+preservation_policy = checkpoint_managers.preservation_policy
+
+
+def _to_local(tree: Any) -> Any:
+  """One local copy of each (replicated) global array of a restored tree."""
+  if jax.process_count() == 1:
+    return tree
+  return jax.tree.map(
+      lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, tree)
 
 
 class CheckpointMismatchError(ValueError):
@@ -31,12 +42,17 @@ class CheckpointMismatchError(ValueError):
 def _abstract(tree: Any) -> Any:
   """Shape/dtype structs for restoring on this machine's devices.
 
-  The target sharding is this process's first device: a checkpoint written
-  on any number of devices restores on any other (the step is pmap-ed with
-  the state unreplicated, so nothing is per-device).
+  A checkpoint written on any number of devices restores on any other: the
+  step is pmap-ed with the state unreplicated, so nothing is per-device. One
+  process restores onto its first device; several restore a global array
+  replicated over all devices (Orbax reads it once per host), which
+  :func:`_to_local` then turns back into one local copy.
   """
-  device = jax.local_devices()[0]
-  sharding = jax.sharding.SingleDeviceSharding(device)
+  if jax.process_count() > 1:
+    mesh = jax.sharding.Mesh(jax.devices(), ("all",))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  else:
+    sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   return jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
 
@@ -81,13 +97,27 @@ class Checkpointer:
 
   Args:
     directory: where the step folders live (``<workdir>/checkpoints``).
-    max_to_keep: how many recent steps to keep.
+    max_to_keep: how many recent steps to keep; the latest is never removed.
+    keep_best: also keep this many best steps by ``best_metric`` (0 = off).
+    best_metric: 'val_accuracy' (higher is better) or 'val_loss' (lower).
   """
 
-  def __init__(self, directory: str, *, max_to_keep: int = 3):
+  def __init__(self, directory: str, *, max_to_keep: int = 3, keep_best: int = 0,
+               best_metric: str = "val_accuracy"):
     self.directory = os.path.abspath(directory)
+    self.best_metric = best_metric
+    # Any-of: the latest N (what resume needs) OR the best K. Orbax's own
+    # best_fn + max_to_keep would delete the newest step when it is not
+    # among the best, and resume would go back in time.
+    policies = [preservation_policy.LatestN(n=max(1, max_to_keep))]
+    if keep_best:
+      sign = -1.0 if best_metric == "val_loss" else 1.0
+      policies.append(preservation_policy.BestN(
+          get_metric_fn=lambda m: sign * float(m[best_metric]), n=keep_best,
+          keep_checkpoints_without_metrics=False))
     self._options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, create=True, enable_async_checkpointing=True)
+        create=True, enable_async_checkpointing=True,
+        preservation_policy=preservation_policy.AnyPreservationPolicy(policies))
     self._manager = self._new_manager()
 
   def _new_manager(self) -> ocp.CheckpointManager:
@@ -100,11 +130,24 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
-  def save(self, step: int, state: Any, meta: dict) -> None:
-    """Starts an asynchronous save of ``state`` and ``meta`` at ``step``."""
+  def save(self, step: int, state: Any, meta: dict,
+           metrics: dict[str, float] | None = None) -> None:
+    """Starts an asynchronous save of ``state`` and ``meta`` at ``step``.
+
+    ``metrics`` (e.g. ``{'val_accuracy': 0.91}``) rank the step for
+    ``keep_best``; a step saved without them (mid-epoch) is kept only while
+    it is among the latest.
+    """
+    if metrics is not None and any(v != v for v in metrics.values()):
+      metrics = None  # NaN (no validation this epoch) cannot rank.
+    if jax.process_count() > 1:
+      # pmap's replicated outputs are host-local; Orbax writes global arrays.
+      state = jax.tree.map(
+          lambda x: ocp.utils.fully_replicated_host_local_array_to_global_array(x)
+          if isinstance(x, jax.Array) else x, state)
     self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-        force=True)
+        metrics=metrics, force=True)
 
   def wait(self) -> None:
     """Blocks until every started save is complete on disk."""
@@ -149,7 +192,7 @@ class Checkpointer:
           "\nUse another --workdir for a changed model.")
     restored = self._manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(_abstract(target_state))))["state"]
-    return restored, meta
+    return _to_local(restored), meta
 
   def _quarantine(self, step: int, error: Exception) -> None:
     src = os.path.join(self.directory, str(step))

@@ -67,10 +67,17 @@ def defaults() -> ml_collections.ConfigDict:
   c.training.num_epochs = 5
   c.training.eval_every_epochs = 1
   c.training.checkpoint_every_epochs = 1
-  c.training.keep_checkpoints = 3
+  c.training.keep_checkpoints = 3  # the latest N are always kept
+  c.training.keep_best = 0  # also keep the best N by best_metric (0 = off)
+  c.training.best_metric = "val_accuracy"  # or 'val_loss' (lower is better)
   c.training.progress_bar = True
   c.training.log_every_steps = 100  # TensorBoard train scalars; device fetch
   c.training.label_smoothing = 0.0
+
+  c.transfer = ml_collections.ConfigDict()
+  c.transfer.source = ""  # '' = none; a jaxcnn workdir or a Keras .h5 weights file
+  c.transfer.layers = ()  # layer-name globs to copy; () = all whose names and shapes fit
+  c.transfer.feature_extraction = False  # train the head on cached base outputs
 
   c.inference = ml_collections.ConfigDict()
   c.inference.num_samples = 100
@@ -153,6 +160,12 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                "checkpoint_every_epochs", "keep_checkpoints"):
     if t[name] < 1:
       raise ConfigError(f"'training.{name}' must be >= 1, got {t[name]}.")
+  if t.best_metric not in ("val_accuracy", "val_loss"):
+    raise ConfigError(
+        f"'training.best_metric' must be 'val_accuracy' or 'val_loss'; got "
+        f"{t.best_metric!r}.")
+  if t.keep_best < 0:
+    raise ConfigError(f"'training.keep_best' must be >= 0, got {t.keep_best}.")
   d = config.dataset
   if d.normalization not in ("rescale", "standardize", "standardize_pixel", "none"):
     raise ConfigError(

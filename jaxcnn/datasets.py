@@ -25,6 +25,8 @@ import tempfile
 import tensorflow_datasets as tfds
 from tensorflow_datasets.image_classification import mnist as tfds_mnist
 
+from jaxcnn import digits  # noqa: F401  (registers the sklearn_digits builder)
+
 DEFAULT_MIRROR_DIR = "/usr/share/datasets/fashion-mnist"
 MIRROR_ENV = "JAXCNN_MIRROR_DIR"
 

@@ -16,7 +16,9 @@ Choices worth knowing:
   in memory and each epoch is a full permutation drawn from
   ``numpy.random.default_rng([seed, epoch])``: the same on every run (exact
   resume), different each epoch, independent of any TF global seed; resuming
-  at ``start_step`` gathers only the remaining batches. Without ``cache`` the
+  at ``start_step`` gathers only the remaining batches. Every process holds
+  the whole training part and takes its own rows of each global batch, so
+  the run is the same on 1 host with 4 devices and 2 hosts with 2 each. Without ``cache`` the
   encoded examples stream through a ``shuffle_buffer`` seeded by
   ``(seed, epoch)``; skipped batches are never decoded.
 * Normalization is applied on whole batches (vectorized):
@@ -148,7 +150,7 @@ def _merge(a, b):
   return n, ma + d * (nb / n), sa + sb + d * d * (na * nb / n)
 
 
-def _moments(chunks: Iterator[np.ndarray], per_pixel: bool):
+def _moments(chunks: Iterator[np.ndarray], per_pixel: bool, gather: bool):
   total = None
   for chunk in chunks:
     x = chunk.astype(np.float64) / 255.0
@@ -157,7 +159,7 @@ def _moments(chunks: Iterator[np.ndarray], per_pixel: bool):
     mean = x.mean(axis=axes)
     m = (n, mean, ((x - mean) ** 2).sum(axis=axes))
     total = m if total is None else _merge(total, m)
-  if jax.process_count() > 1:
+  if gather and jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     n, mean, m2 = total
     g = multihost_utils.process_allgather(
@@ -170,14 +172,15 @@ def _moments(chunks: Iterator[np.ndarray], per_pixel: bool):
 
 
 def _statistics(mode: str, chunks: Callable[[], Iterator[np.ndarray]],
-                channels: int, tile: int):
+                channels: int, tile: int, gather: bool = True):
   """Returns (mean, std) float32 of the normalization ``mode``."""
   if mode == "rescale":
     return np.zeros(channels * tile, np.float32), np.ones(channels * tile, np.float32)
   if mode == "none":
     return (np.zeros(channels * tile, np.float32),
             np.full(channels * tile, 1 / 255, np.float32))
-  n, mean, m2 = _moments(chunks(), per_pixel=mode == "standardize_pixel")
+  n, mean, m2 = _moments(chunks(), per_pixel=mode == "standardize_pixel",
+                         gather=gather)
   std = np.sqrt(m2 / n)  # population std, as numpy's .std() in the lectures
   std = np.where(std == 0, 1.0, std)  # a constant pixel carries no signal
   reps = (1,) * (mean.ndim - 1) + (tile,)
@@ -229,14 +232,18 @@ class Data:
     self._parts = self._make_parts()
     self._cache: dict[str, tuple[tf.Tensor, tf.Tensor]] = {}
 
-    self.steps_per_epoch = self._parts["train"].count // self._batch
+    self.steps_per_epoch = (self._parts["train"].count // global_batch_size
+                            if cfg.cache else
+                            self._parts["train"].count // self._batch)
+    self._global_batch = global_batch_size
     if self.steps_per_epoch < 1:
       raise ValueError(
           f"The training part has {self._parts['train'].count} examples per "
           f"process, fewer than one batch of {self._batch}; lower "
           "training.batch_size or raise dataset.num_train_examples.")
     mean, std = _statistics(cfg.normalization,
-                            lambda: self._uint8_chunks("train"), channels, self._tile)
+                            lambda: self._uint8_chunks("train"), channels, self._tile,
+                            gather=not cfg.cache)
     label = info.features[self._label_key]
     self.info = DataInfo(
         name=cfg.name, num_classes=int(label.num_classes),
@@ -273,6 +280,12 @@ class Data:
     for name, (split, n, drop) in specs.items():
       if n == 0:
         parts[name] = _Part(None, 0, 0, 0)
+        continue
+      if name == "train" and cfg.cache:
+        # Every process holds the whole (cached) training part and takes its
+        # rows of each global batch: the order is then independent of how
+        # many processes and devices there are (same run on 1 or 4 hosts).
+        parts[name] = _Part(split, n, n, n)
         continue
       local = tfds.split_for_jax_process(split, drop_remainder=drop)
       count = _num_examples(builder, local)
@@ -349,7 +362,7 @@ class Data:
             "label": self._shard(labels)}
 
   def epoch_order(self, epoch: int) -> np.ndarray:
-    """The order of this process's training examples in ``epoch``.
+    """The order of the (global) training examples in ``epoch``.
 
     Only with ``dataset.cache`` (without it the order comes from a shuffle
     buffer and has no index form).
@@ -381,14 +394,22 @@ class Data:
     positions = tf.data.Dataset.range(first, steps * b)
     if self._cfg.cache:
       images, labels = self._arrays("train")
-      order = self.epoch_order(epoch)[first:steps * b]
+      g, p = self._global_batch, jax.process_index()
+      # This process's rows [p*b, (p+1)*b) of every remaining global batch.
+      global_order = self.epoch_order(epoch)[:steps * g].reshape(steps, g)
+      order = global_order[start_step:, p * b:(p + 1) * b]
       if self._augment is None:
         # Gather whole batches: one vectorized op per batch, no per-example work.
-        ds = tf.data.Dataset.from_tensor_slices(order.reshape(-1, b))
+        ds = tf.data.Dataset.from_tensor_slices(order)
         ds = ds.map(lambda i: (tf.gather(images, i), tf.gather(labels, i)))
       else:
-        ds = tf.data.Dataset.zip(tf.data.Dataset.from_tensor_slices(order), positions)
-        ds = ds.map(lambda i, p: (tf.gather(images, i), tf.gather(labels, i), p))
+        # Global positions seed the augmentation: the same images whatever
+        # the number of processes.
+        where = (np.arange(start_step, steps)[:, None] * g + p * b
+                 + np.arange(b)[None, :])
+        ds = tf.data.Dataset.from_tensor_slices(
+            (order.reshape(-1), where.reshape(-1)))
+        ds = ds.map(lambda i, w: (tf.gather(images, i), tf.gather(labels, i), w))
     else:
       shuffle_seed = int(np.random.default_rng([self._seed, int(epoch)]).integers(2**31))
       ds = self._encoded(self._parts["train"].split)
@@ -409,7 +430,8 @@ class Data:
 
   def _augment_fn(self, epoch: int):
     base = tf.constant([self._seed, int(epoch)], tf.int64)
-    base = tf.random.experimental.stateless_fold_in(base, jax.process_index())
+    if not self._cfg.cache:  # Positions are per process without the cache.
+      base = tf.random.experimental.stateless_fold_in(base, jax.process_index())
     augment = self._augment
 
     def fn(image, label, position):

@@ -12,6 +12,7 @@ import os
 import sys
 
 from absl import app
+from absl import logging
 from absl import flags
 from ml_collections import config_flags
 
@@ -28,13 +29,30 @@ flags.DEFINE_enum("mode", "train", ["train", "eval", "predict_mc", "visualize"],
 flags.DEFINE_bool("debug_nans", False,
                   "Run the step without pmap under jax_debug_nans to find the op "
                   "that makes a NaN.")
+flags.DEFINE_string("coordinator_address", "",
+                    "Multi-host: host:port of process 0. Empty with "
+                    "--num_processes=0 means single host (or JAX's own cluster "
+                    "detection with --distributed).")
+flags.DEFINE_integer("num_processes", 0, "Multi-host: number of processes.")
+flags.DEFINE_integer("process_id", -1, "Multi-host: this process's index.")
+flags.DEFINE_bool("distributed", False,
+                  "Multi-host with JAX's cluster detection (TPU pods, SLURM, "
+                  "Open MPI) when no coordinator is given.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  if not FLAGS["verbosity"].present:
+    # Orbax and TFDS log every save and read at INFO; the progress bar and the
+    # epoch lines are the output. -v 0 brings the INFO logs back.
+    logging.set_verbosity(logging.WARNING)
   import jax  # After flag parsing: XLA_FLAGS set by the user are respected.
+  if FLAGS.coordinator_address or FLAGS.distributed:
+    from jaxcnn import parallel
+    parallel.initialize_distributed(FLAGS.coordinator_address,
+                                    FLAGS.num_processes, FLAGS.process_id)
   import tensorflow as tf
   tf.config.set_visible_devices([], "GPU")
   if FLAGS.debug_nans:

@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxcnn import config as config_lib
@@ -41,6 +42,66 @@ class TrainState:
   opt_state: Any
   rng: jax.Array
   plateau: Any
+
+
+def to_host(tree: Any) -> Any:
+  """Fetches a replicated pytree to host numpy, also across processes.
+
+  Outputs of the pmap-ed steps are replicated over all devices of all
+  processes; with several processes they are not fully addressable, so each
+  process reads its own copy.
+  """
+  def fetch(x):
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      x = x.addressable_data(0)
+    return np.asarray(x)
+  return jax.tree.map(fetch, tree)
+
+
+def initialize_distributed(coordinator_address: str = "", num_processes: int = 0,
+                           process_id: int = -1) -> None:
+  """Starts JAX's multi-controller runtime before anything touches a backend.
+
+  With explicit arguments they are used; otherwise JAX detects the cluster
+  (TPU pods, SLURM, Open MPI) where it can. On CPU, collectives go over gloo.
+
+  Raises:
+    RuntimeError: JAX's backend already started (XLA_FLAGS or
+      jax.distributed set too late), with what to do instead.
+  """
+  from jax._src import xla_bridge  # The one reliable "backend started?" probe.
+  if xla_bridge.backends_are_initialized():
+    raise RuntimeError(
+        "jax.distributed must be initialized before JAX starts its backend, "
+        "but a JAX computation already ran in this process. Pass the "
+        "--coordinator_address/--num_processes/--process_id flags (or set "
+        "them up) before importing code that uses JAX, e.g. at the top of "
+        "the notebook or script.")
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  if coordinator_address:
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=num_processes or None,
+                               process_id=None if process_id < 0 else process_id)
+  else:
+    jax.distributed.initialize()
+
+
+def check_device_count() -> None:
+  """Fails clearly if XLA_FLAGS asked for more host devices than JAX has.
+
+  That happens when XLA_FLAGS is set after JAX already started (a notebook
+  that imported JAX first): the flag is silently ignored.
+  """
+  import os
+  import re
+  m = re.search(r"--xla_force_host_platform_device_count=(\d+)",
+                os.environ.get("XLA_FLAGS", ""))
+  if m and jax.default_backend() == "cpu" and jax.local_device_count() < int(m.group(1)):
+    raise RuntimeError(
+        f"XLA_FLAGS asks for {m.group(1)} CPU devices but JAX has "
+        f"{jax.local_device_count()}: the flag was set after JAX started. "
+        "Set XLA_FLAGS before the first `import jax` (first cell of the "
+        "notebook, or in the shell), then restart.")
 
 
 def check_global_batch(global_batch_size: int, device_count: int | None = None) -> int:

@@ -47,6 +47,10 @@ def is_main_process() -> bool:
   return jax.process_index() == 0
 
 
+def _step(state: TrainState) -> int:
+  return int(parallel.to_host(state.step))
+
+
 def create_model(config: ml_collections.ConfigDict, num_classes: int,
                  axis_name: str | None = None):
   """Builds the linen model of ``config.model`` for ``num_classes`` outputs."""
@@ -105,7 +109,7 @@ class _MetricAccumulator:
     if not self.pending:
       return []
     steps = [s for s, _ in self.pending]
-    fetched = jax.device_get([m for _, m in self.pending])
+    fetched = parallel.to_host([m for _, m in self.pending])
     self.pending = []
     rows = list(zip(steps, fetched))
     for step, m in rows:
@@ -137,7 +141,7 @@ def evaluate(eval_step, state: TrainState, data, split: str) -> dict[str, float]
   for batch in data.eval_batches(split):
     sums = eval_step(state, batch)
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-  totals = jax.device_get(totals)
+  totals = parallel.to_host(totals)
   count = float(totals["count"])
   return {"loss": float(totals["loss"]) / count,
           "accuracy": float(totals["correct"]) / count, "count": int(count)}
@@ -202,6 +206,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     Preempted: after SIGTERM, once a checkpoint of the current step is saved.
   """
   config_lib.validate(config)
+  parallel.check_device_count()
   parallel.check_global_batch(config.training.batch_size)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
@@ -233,7 +238,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   eval_step = parallel.make_eval_step(model, pmap=not jax.config.jax_debug_nans)
 
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
-                                     max_to_keep=config.training.keep_checkpoints)
+                                     max_to_keep=config.training.keep_checkpoints,
+                                     keep_best=config.training.keep_best,
+                                     best_metric=config.training.best_metric)
   has_validation = info.num_validation > 0
   history = _empty_history(has_validation)
   epoch, partial = 0, {}
@@ -241,7 +248,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   if restored is not None:
     state, meta = restored
     epoch, history, partial = meta["epoch"], meta["history"], meta.get("partial", {})
-    print(f"Resumed from {ckpt.directory} at step {int(state.step)} "
+    print(f"Resumed from {ckpt.directory} at step {_step(state)} "
           f"(epoch {epoch} of {config.training.num_epochs} complete).")
 
   def meta_for(epoch_done, partial_sums=None):
@@ -272,7 +279,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
           state = state.replace(opt_state=opt_state, plateau=plateau)
         elif has_validation:
           row.update(val_loss=float("nan"), val_accuracy=float("nan"))
-        row.update(lr=float(jax.device_get(optim.learning_rate(state.opt_state))),
+        row.update(lr=float(parallel.to_host(optim.learning_rate(state.opt_state))),
                    epoch_time=epoch_metrics["time"],
                    images_per_second=epoch_metrics["images_per_second"])
         for k, v in row.items():
@@ -281,7 +288,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         if is_main_process():
           _write_json(os.path.join(workdir, "history.json"), history)
         if epoch % config.training.checkpoint_every_epochs == 0 or epoch == num_epochs:
-          ckpt.save(int(state.step), state, meta_for(epoch))
+          metric = config.training.best_metric
+          ckpt.save(_step(state), state, meta_for(epoch),
+                    metrics={metric: row[metric]} if metric in row else None)
     test = evaluate(eval_step, state, data, "test")
     history["test_loss"], history["test_accuracy"] = test["loss"], test["accuracy"]
     print(f"Test: loss {test['loss']:.4f}, accuracy {test['accuracy']:.4f} "
@@ -290,10 +299,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       _write_json(os.path.join(workdir, "history.json"), history)
       _write_json(os.path.join(workdir, "results.json"), {
           "test_loss": test["loss"], "test_accuracy": test["accuracy"],
-          "test_count": test["count"], "epochs": epoch, "step": int(state.step)})
+          "test_count": test["count"], "epochs": epoch, "step": _step(state)})
       if writer is not None:
-        writer.scalar("test/loss", test["loss"], int(state.step))
-        writer.scalar("test/accuracy", test["accuracy"], int(state.step))
+        writer.scalar("test/loss", test["loss"], _step(state))
+        writer.scalar("test/accuracy", test["accuracy"], _step(state))
   finally:
     ckpt.close()
     if writer is not None:
@@ -305,14 +314,14 @@ def _train_epoch(config, data, train_step, state, epoch, partial, tx, writer,
                  sigterm, ckpt, meta_for):
   """One epoch (or its remainder after a resume); returns state and metrics."""
   steps = data.steps_per_epoch
-  start = int(state.step) - epoch * steps
+  start = _step(state) - epoch * steps
   acc = _MetricAccumulator(partial.get("loss_sum", 0.0),
                            partial.get("accuracy_sum", 0.0), partial.get("count", 0))
   bar = tqdm.tqdm(total=steps, initial=start, desc=f"Epoch {epoch + 1}/"
                   f"{config.training.num_epochs}", unit="step",
                   disable=not (config.training.progress_bar and is_main_process()),
                   dynamic_ncols=True, leave=True)
-  step = int(state.step)
+  step = _step(state)
   t0 = time.perf_counter()
   images = 0
   try:
@@ -321,9 +330,10 @@ def _train_epoch(config, data, train_step, state, epoch, partial, tx, writer,
       step += 1
       images += config.training.batch_size
       acc.add(step, metrics)
-      if step % REFRESH_EVERY_STEPS == 0 or sigterm.raised:
-        _refresh(acc, bar, writer, config, step)
-      if sigterm.raised:
+      at_refresh = step % REFRESH_EVERY_STEPS == 0
+      if at_refresh or (sigterm.raised and jax.process_count() == 1):
+        _refresh(acc, bar, writer, config, step, epoch * steps)
+      if _stop_requested(sigterm, at_refresh):
         ckpt.save(step, state, meta_for(epoch, {
             "loss_sum": acc.loss_sum, "accuracy_sum": acc.accuracy_sum,
             "count": acc.count}))
@@ -333,10 +343,10 @@ def _train_epoch(config, data, train_step, state, epoch, partial, tx, writer,
               f"(epoch {epoch + 1}) in {ckpt.directory}; rerun the same "
               "command to resume.")
         raise Preempted(143)
-    _refresh(acc, bar, writer, config, step)
+    _refresh(acc, bar, writer, config, step, epoch * steps)
   except _NonFinite as e:
     bar.close()
-    lr = float(jax.device_get(optim.learning_rate(state.opt_state)))
+    lr = float(parallel.to_host(optim.learning_rate(state.opt_state)))
     last = ckpt.all_steps()
     ckpt.wait()
     raise NonFiniteLossError(
@@ -353,11 +363,26 @@ def _train_epoch(config, data, train_step, state, epoch, partial, tx, writer,
                  "images_per_second": images / elapsed if elapsed > 0 else 0.0}
 
 
-def _refresh(acc, bar, writer, config, step):
+def _stop_requested(sigterm, at_refresh: bool) -> bool:
+  """Whether every process agrees to stop now (SIGTERM reached any of them).
+
+  One process alone cannot stop: checkpoint saves are collective. With
+  several processes the flag is exchanged at refresh points only.
+  """
+  if jax.process_count() == 1:
+    return sigterm.raised
+  if not at_refresh:
+    return False
+  from jax.experimental import multihost_utils
+  flags = multihost_utils.process_allgather(np.asarray(sigterm.raised))
+  return bool(np.any(flags))
+
+
+def _refresh(acc, bar, writer, config, step, epoch_start_step):
   rows = acc.flush()
   if not rows:
     return
-  bar.update(step - bar.n)
+  bar.update(step - epoch_start_step - bar.n)
   bar.set_postfix(loss=f"{acc.loss:.4f}", accuracy=f"{acc.accuracy:.4f}")
   if writer is not None:
     every = config.training.log_every_steps

@@ -9,6 +9,7 @@ import jax  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import scipy.stats  # noqa: E402
 
 from jaxcnn import config as config_lib  # noqa: E402
 from jaxcnn import models  # noqa: E402
@@ -55,13 +56,13 @@ def test_named_initializer_statistics(name, shape):
 @pytest.mark.parametrize("name", sorted(DEFINITIONS))
 def test_named_initializers_match_keras_distribution(name):
   shape = (3, 3, 32, 64)
-  ours = np.sort(np.asarray(initializers.parse(name)(jax.random.key(1), shape)).ravel())
-  theirs = np.sort(np.asarray(keras.initializers.get(name)(shape)).ravel())
-  # Same distribution: the quantiles agree (two-sample, 18k draws each).
-  quantiles = np.linspace(0.01, 0.99, 25)
-  scale = theirs.std()
-  np.testing.assert_allclose(np.quantile(ours, quantiles), np.quantile(theirs, quantiles),
-                             atol=0.05 * scale)
+  ours = np.asarray(initializers.parse(name)(jax.random.key(1), shape)).ravel()
+  theirs = np.asarray(keras.initializers.get(
+      {"class_name": name, "config": {"seed": 7}})(shape)).ravel()
+  # Same distribution: a two-sample Kolmogorov-Smirnov test (18k draws each)
+  # does not tell them apart, while a 15% wider scale is caught.
+  assert scipy.stats.ks_2samp(ours, theirs).pvalue > 1e-3
+  assert scipy.stats.ks_2samp(ours * 1.15, theirs).pvalue < 1e-3
 
 
 def test_variance_scaling_he_avg_init_from_lecture_004():

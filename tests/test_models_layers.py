@@ -87,7 +87,8 @@ def test_pooling_general_paths_match_keras(pool, strides, padding):
   spec = {"pool_size": pool, "strides": strides, "padding": padding}
   y_max, _, _ = _single({"type": "max_pooling2d", **spec}, x)
   y_avg, _, _ = _single({"type": "average_pooling2d", **spec}, x)
-  np.testing.assert_allclose(y_max, _keras_out(keras.layers.MaxPooling2D(pool, strides, padding), x))
+  np.testing.assert_allclose(
+      y_max, _keras_out(keras.layers.MaxPooling2D(pool, strides, padding), x))
   np.testing.assert_allclose(
       y_avg, _keras_out(keras.layers.AveragePooling2D(pool, strides, padding), x),
       rtol=1e-5, atol=1e-6)
@@ -205,8 +206,9 @@ def test_dropout_switches():
   np.testing.assert_array_equal(mc.apply({}, x, deterministic=True), x)
 
 
-@pytest.mark.parametrize("impl", ["threefry2x32", "rbg", "unsafe_rbg"])
-@pytest.mark.parametrize("rate,bits", [(0.2, 8), (0.5, 8), (0.3, 16), (0.1, 32)])
+@pytest.mark.parametrize("impl,rate,bits", [
+    ("threefry2x32", 0.2, 8), ("rbg", 0.5, 8), ("unsafe_rbg", 0.3, 16),
+    ("threefry2x32", 0.1, 32), ("rbg", 0.2, 8)])
 def test_dropout_rate_and_expectation(impl, rate, bits):
   x = jnp.full((200, 1001), 2.0)  # 1001: the mask length is not a multiple of 4
   model = models.build([{"type": "dropout", "rate": rate, "mask_bits": bits}])

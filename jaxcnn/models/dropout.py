@@ -1,11 +1,14 @@
 """Dropout layers: standard, always-on Monte Carlo, and alpha dropout.
 
-Masks come from :func:`keep_mask`, which is several times cheaper than
+Masks come from :func:`keep_mask`, several times cheaper than
 ``jax.random.bernoulli`` on XLA:CPU: it draws one 32-bit word per four units
-(``jax.random.bits``, so threefry, 'rbg' and 'unsafe_rbg' keys all work),
-reinterprets each word as four 8-bit numbers and compares them with an
-integer threshold. This matters because MC dropout draws a fresh mask per
-sample: with Bernoulli masks the random numbers cost more than the matmuls.
+(``jax.random.bits``, so threefry, 'rbg' and 'unsafe_rbg' keys all work; with
+threefry, the original stream that keeps both outputs of each hash), splits
+each word into four 8-bit numbers and compares them with an integer
+threshold, and applies the mask as a product. This matters because MC
+dropout draws a fresh mask per sample: with Bernoulli masks the random
+numbers cost more than the matmuls of lecture 004's MLP; with these, 100 MC
+samples cost about as much as 100 plain passes.
 
 With 8 bits the drop probability is ``rate`` rounded to a multiple of 1/256
 (0.2 -> 0.19922); the kept units are scaled by the exact ``1 / keep`` of that
@@ -28,7 +31,6 @@ import math
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from jaxcnn.models import activations
 

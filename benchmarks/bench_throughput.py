@@ -1,0 +1,337 @@
+r"""Training throughput of jaxcnn against Keras 3 (TF and JAX backends), interleaved.
+
+Issue 5: how many images per second each framework trains, end to end, on
+the same model, batch size, optimizer and data, measured in one run on a
+shared, noisy machine. Every framework runs in its own worker process
+(``throughput_worker.py``; Keras 3 picks its backend once per process); the
+orchestrator asks them in turn for one timed item each, round after round,
+rotating who goes first, so noise from other processes falls on all of them
+alike. Only per-round ratios and medians are reported.
+
+Rows per model:
+  jaxcnn e2e        jaxcnn's input pipeline + pmap-ed train step + metric
+                    fetches at train.py's refresh points (one epoch)
+  jaxcnn pipeline   the input pipeline alone (host batches, no training)
+  jaxcnn step       the train step alone, on one batch already on the device
+  keras-* e2e       ``model.fit`` on the same examples in numpy
+plus the machine's float32 matmul peak (GFLOP/s), XLA's FLOP count of one
+training step per image, and the fraction of that peak each row reaches.
+
+Models (``--models``, comma-separated or 'all'): mnist_cnn (lecture 003,
+real Fashion-MNIST), cnn_small_bn (lecture 002), mlp_dropout (lecture 004's
+Fashion-MNIST MLP), cats_dogs_cnn (lecture 003 at 150x150x3 on RANDOM images:
+cats_vs_dogs cannot be had offline, and the number is a throughput only).
+
+  .venv/bin/python benchmarks/bench_throughput.py --out /tmp/throughput.json
+  .venv/bin/python benchmarks/bench_throughput.py --models all --rounds 5
+  .venv/bin/python benchmarks/bench_throughput.py --frameworks jaxcnn,keras-tensorflow \
+      --steps 100 --rounds 3
+
+On a GPU machine the same command measures jaxcnn and every Keras backend
+that is installed there (``keras-torch`` too); frameworks whose packages are
+missing are skipped with the reason in the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform as platform_lib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import throughput_workloads as wl  # noqa: E402  pylint: disable=g-import-not-at-top
+
+FRAMEWORKS = ("jaxcnn", "keras-tensorflow", "keras-jax", "keras-torch")
+# What each framework needs importable (checked without importing it).
+_NEEDS = {"jaxcnn": ("jax", "flax", "optax", "ml_collections"),
+          "keras-tensorflow": ("keras", "tensorflow"),
+          "keras-jax": ("keras", "jax"),
+          "keras-torch": ("keras", "torch")}
+ITEMS = {"jaxcnn": ("e2e", "pipeline", "step", "matmul")}
+ITEM_NAMES = {"e2e": "end to end", "pipeline": "input pipeline alone",
+              "step": "train step alone"}
+
+
+def missing_packages(framework: str) -> list[str]:
+  """The packages ``framework`` needs that are not installed."""
+  return [m for m in _NEEDS[framework] if importlib.util.find_spec(m) is None]
+
+
+def detect_platform() -> str:
+  """'gpu' or 'cpu': JAX's default backend, asked in a throwaway process."""
+  out = subprocess.run(
+      [sys.executable, "-c", "import jax; print(jax.default_backend())"],
+      capture_output=True, text=True, env=_worker_env(None), check=True)
+  return "cpu" if out.stdout.strip().splitlines()[-1] == "cpu" else "gpu"
+
+
+def _worker_env(keras_backend: str | None) -> dict[str, str]:
+  env = dict(os.environ)
+  env["PYTHONPATH"] = os.pathsep.join(
+      [REPO, HERE] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+  env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  env["PYTHONUNBUFFERED"] = "1"
+  # Several JAX processes share one GPU: none may take 75% of its memory.
+  env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.3")
+  if keras_backend:
+    env["KERAS_BACKEND"] = keras_backend
+  return env
+
+
+class WorkerError(RuntimeError):
+  """A worker failed; the message holds its traceback or its log's tail."""
+
+
+class Worker:
+  """One framework's worker process and its line protocol."""
+
+  def __init__(self, framework: str, args: list[str], log_path: str):
+    self.framework = framework
+    self.log_path = log_path
+    backend = framework.split("-", 1)[1] if framework.startswith("keras-") else None
+    cmd = [sys.executable, os.path.join(HERE, "throughput_worker.py"),
+           "--framework", "keras" if backend else "jaxcnn", *args]
+    self._log = open(log_path, "w")
+    self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=self._log, text=True, env=_worker_env(backend),
+                                 cwd=REPO)
+    try:
+      self.info = self._receive()["info"]
+    except WorkerError:
+      self.close()
+      raise
+
+  def _receive(self) -> dict[str, Any]:
+    line = self.proc.stdout.readline()
+    if not line:
+      self.proc.wait()
+      raise WorkerError(f"{self.framework} worker exited ({self.proc.returncode}); "
+                        f"log tail:\n{_tail(self.log_path)}")
+    msg = json.loads(line)
+    if "error" in msg:
+      raise WorkerError(f"{self.framework} worker failed:\n{msg['error']}")
+    return msg
+
+  def run(self, item: str) -> dict[str, Any]:
+    self.proc.stdin.write(json.dumps({"cmd": "run", "item": item}) + "\n")
+    self.proc.stdin.flush()
+    return self._receive()
+
+  def close(self) -> None:
+    if self.proc.poll() is None:
+      try:
+        self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+      except (OSError, subprocess.TimeoutExpired):
+        self.proc.kill()
+        self.proc.wait()
+    self._log.close()
+
+
+def _tail(path: str, lines: int = 30) -> str:
+  try:
+    with open(path) as f:
+      return "".join(f.readlines()[-lines:])
+  except OSError:
+    return "(no log)"
+
+
+def _summary(values: list[float]) -> dict[str, Any]:
+  return {"median": statistics.median(values), "min": min(values), "max": max(values),
+          "rounds": values}
+
+
+def bench_model(name: str, frameworks: list[str], args, platform: str,
+                log_dir: str) -> dict[str, Any]:
+  """Starts the workers of one model, times them interleaved, stops them."""
+  workload = wl.get(name)
+  steps = args.steps or (workload.gpu_steps if platform == "gpu" else workload.cpu_steps)
+  batch = args.batch_size or workload.batch_size
+  common = ["--model", name, "--steps", str(steps), "--batch-size", str(batch),
+            "--data-dir", args.data_dir, "--tfds-data-dir", args.tfds_data_dir]
+  result: dict[str, Any] = {
+      "workload": {**workload.__dict__, "image_shape": list(workload.image_shape)},
+      "batch_size": batch, "steps_per_round": steps, "images_per_round": steps * batch,
+      "frameworks": {}, "errors": {}}
+  workers: dict[str, Worker] = {}
+  try:
+    print(f"[{name}] starting jaxcnn ({steps} steps of {batch} per round)", flush=True)
+    try:
+      workers["jaxcnn"] = Worker("jaxcnn", common, os.path.join(log_dir, f"{name}-jaxcnn.log"))
+    except WorkerError as e:
+      result["errors"]["jaxcnn"] = str(e)
+      raise
+    info = workers["jaxcnn"].info
+    spec_path = os.path.join(log_dir, f"{name}-model.json")
+    with open(spec_path, "w") as f:
+      json.dump({k: info[k] for k in ("layers", "image_shape", "output_units")}, f)
+    for fw in frameworks:
+      if fw == "jaxcnn":
+        continue
+      print(f"[{name}] starting {fw}", flush=True)
+      try:
+        workers[fw] = Worker(fw, common + ["--keras-model", spec_path],
+                             os.path.join(log_dir, f"{name}-{fw}.log"))
+      except WorkerError as e:
+        result["errors"][fw] = str(e)
+        print(f"[{name}] {fw} skipped: {str(e).strip().splitlines()[-1]}", flush=True)
+    for fw, w in workers.items():
+      result["frameworks"][fw] = {k: v for k, v in w.info.items() if k != "layers"}
+
+    order = list(workers)
+    samples: dict[tuple[str, str], list[float]] = {}
+    for r in range(args.rounds):
+      rotated = order[r % len(order):] + order[:r % len(order)]
+      for fw in rotated:
+        for item in ITEMS.get(fw, ("e2e",)):
+          out = workers[fw].run(item)
+          value = out["gflops"] if item == "matmul" else out["images"] / out["seconds"]
+          samples.setdefault((fw, item), []).append(value)
+      line = ", ".join(f"{fw} {samples[(fw, 'e2e')][-1]:,.0f}" for fw in order)
+      print(f"[{name}] round {r + 1}/{args.rounds}: images/s {line}", flush=True)
+  finally:
+    for w in workers.values():
+      w.close()
+
+  flops = result["frameworks"]["jaxcnn"]["flops_per_image"]
+  result["flops_per_image"] = flops
+  result["matmul_gflops"] = _summary(samples.pop(("jaxcnn", "matmul")))
+  result["rows"] = [{"framework": fw, "item": item, "images_per_second": _summary(v)}
+                    for (fw, item), v in samples.items()]
+  result["ratios"] = {}
+  base = samples[("jaxcnn", "e2e")]
+  for fw in order:
+    if fw != "jaxcnn":
+      per_round = [a / b for a, b in zip(base, samples[(fw, "e2e")])]
+      result["ratios"][f"jaxcnn/{fw}"] = _summary(per_round)
+  return result
+
+
+def add_peak_fractions(results: dict[str, Any]) -> float:
+  """The machine's peak (best matmul of the run) and each row's share of it."""
+  peak = max(m["matmul_gflops"]["max"] for m in results["models"].values()
+             if "matmul_gflops" in m)
+  for m in results["models"].values():
+    for row in m.get("rows", []):
+      if row["item"] != "pipeline":  # the pipeline does no model FLOPs
+        row["fraction_of_peak"] = (row["images_per_second"]["median"] *
+                                   m["flops_per_image"] / 1e9 / peak)
+  return peak
+
+
+def format_table(results: dict[str, Any]) -> str:
+  """Markdown tables: throughput rows, then the interleaved ratios."""
+  peak = results["matmul_peak_gflops"]
+  lines = [f"Platform: {results['platform']} ({results['device']}); float32 matmul "
+           f"peak {peak:,.0f} GFLOP/s; {results['rounds']} interleaved rounds.", "",
+           "| model | framework | measure | images/s (median) | min-max | "
+           "MFLOP/image | % of matmul peak |",
+           "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+  for name, m in results["models"].items():
+    if "rows" not in m:
+      continue
+    for row in m["rows"]:
+      s = row["images_per_second"]
+      frac = row.get("fraction_of_peak")
+      lines.append(
+          f"| {name} | {row['framework']} | {ITEM_NAMES[row['item']]} | "
+          f"{s['median']:,.0f} | {s['min']:,.0f}-{s['max']:,.0f} | "
+          f"{m['flops_per_image'] / 1e6:.1f} | "
+          f"{'' if frac is None else f'{100 * frac:.1f}%'} |")
+  lines += ["", "| model | ratio (end to end, same round) | median | min-max |",
+            "| --- | --- | ---: | ---: |"]
+  for name, m in results["models"].items():
+    for key, s in m.get("ratios", {}).items():
+      lines.append(f"| {name} | {key} | {s['median']:.2f}x | "
+                   f"{s['min']:.2f}-{s['max']:.2f} |")
+  errors = {f"{n}/{fw}": e for n, m in results["models"].items()
+            for fw, e in m.get("errors", {}).items()}
+  errors.update({f"*/{fw}": why for fw, why in results.get("skipped", {}).items()})
+  if errors:
+    lines += ["", "Not measured:"]
+    lines += [f"- {k}: {str(v).strip().splitlines()[-1]}" for k, v in errors.items()]
+  return "\n".join(lines)
+
+
+def main(argv=None) -> dict[str, Any]:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--models", default="mnist_cnn",
+                      help=f"comma-separated, or 'all': {', '.join(wl.WORKLOADS)}")
+  parser.add_argument("--frameworks", default="auto",
+                      help=f"comma-separated from {', '.join(FRAMEWORKS)}; 'auto': "
+                      "every one installed (jaxcnn always)")
+  parser.add_argument("--rounds", type=int, default=5)
+  parser.add_argument("--steps", type=int, default=0,
+                      help="train steps per timed round (0: the model's default)")
+  parser.add_argument("--batch-size", type=int, default=0, help="0: the lecture's")
+  parser.add_argument("--data-dir", default=wl.DEFAULT_MIRROR_DIR,
+                      help="the Fashion-MNIST IDX .gz files")
+  parser.add_argument("--tfds-data-dir", default="",
+                      help="jaxcnn's TFDS data dir ('' = $TFDS_DATA_DIR or ~/tensorflow_datasets)")
+  parser.add_argument("--log-dir", default="", help="worker logs (default: a temp dir)")
+  parser.add_argument("--out", default="", help="write the results as JSON here")
+  args = parser.parse_args(argv)
+  if args.rounds < 1:
+    parser.error("--rounds must be >= 1")
+  names = list(wl.WORKLOADS) if args.models == "all" else args.models.split(",")
+  for n in names:
+    wl.get(n)
+  wanted = FRAMEWORKS if args.frameworks == "auto" else tuple(args.frameworks.split(","))
+  for fw in wanted:
+    if fw not in FRAMEWORKS:
+      parser.error(f"unknown framework {fw!r}; valid: {', '.join(FRAMEWORKS)}")
+  if "jaxcnn" not in wanted:
+    wanted = ("jaxcnn",) + wanted  # every ratio is against jaxcnn
+  skipped = {fw: f"not installed: {', '.join(missing_packages(fw))}"
+             for fw in wanted if missing_packages(fw)}
+  if "jaxcnn" in skipped:
+    raise SystemExit(f"jaxcnn cannot run here ({skipped['jaxcnn']}).")
+  frameworks = [fw for fw in wanted if fw not in skipped]
+  for fw, why in skipped.items():
+    print(f"{fw}: skipped ({why})", flush=True)
+
+  platform = detect_platform()
+  log_dir = args.log_dir or tempfile.mkdtemp(prefix="bench_throughput_")
+  os.makedirs(log_dir, exist_ok=True)
+  start = time.time()
+  results: dict[str, Any] = {
+      "platform": platform, "rounds": args.rounds, "frameworks": frameworks,
+      "skipped": skipped, "log_dir": log_dir,
+      "host": {"machine": platform_lib.machine(), "cpus": os.cpu_count(),
+               "python": sys.version.split()[0]},
+      "models": {}}
+  for n in names:
+    try:
+      results["models"][n] = bench_model(n, frameworks, args, platform, log_dir)
+    except WorkerError as e:
+      results["models"][n] = {"errors": {"jaxcnn": str(e)}}
+      print(f"[{n}] failed: {e}", file=sys.stderr, flush=True)
+  measured = [m for m in results["models"].values() if "rows" in m]
+  if not measured:
+    raise SystemExit(f"No model could be measured; worker logs in {log_dir}.")
+  first = measured[0]["frameworks"]["jaxcnn"]
+  results["device"] = f"{first['local_devices']} x {first['device_kind']}"
+  results["matmul_peak_gflops"] = add_peak_fractions(results)
+  results["seconds"] = time.time() - start
+  print()
+  print(format_table(results))
+  if args.out:
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+      json.dump(results, f, indent=2)
+  return results
+
+
+if __name__ == "__main__":
+  main()

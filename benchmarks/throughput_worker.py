@@ -1,0 +1,445 @@
+r"""One framework's side of the throughput benchmark, in its own process.
+
+``bench_throughput.py`` starts one worker per framework (Keras 3 cannot
+switch backend inside a process), waits for its ``ready`` message, then asks
+the workers in turn to time one item each, so that the frameworks are
+measured interleaved on a shared, noisy machine. Workers sit blocked on
+stdin between items: they take no CPU while another one is timed.
+
+Protocol: one JSON object per line. Commands on stdin:
+``{"cmd": "run", "item": ITEM}`` and ``{"cmd": "quit"}``. Replies on the
+process's original stdout (library output is sent to stderr):
+``{"ready": true, "info": {...}}``, ``{"item": ITEM, "seconds": s,
+"images": n}`` (``"gflops"`` for 'matmul'), or ``{"error": traceback}``.
+
+Items:
+  jaxcnn   e2e       one epoch of ``steps`` batches: jaxcnn's input pipeline
+                     (``input_pipeline.create``), the pmap-ed
+                     ``parallel.make_train_step``, and the metric fetch every
+                     ``train.REFRESH_EVERY_STEPS`` steps, as ``train.py``
+                     runs them
+           pipeline  the same epoch of host batches, with no training
+           step      ``steps`` train steps on one batch already on the device
+           matmul    GFLOP/s of a large float32 matrix product (the machine's
+                     peak, best of 5)
+  keras    e2e       ``model.fit(x, y, batch_size, epochs=1, shuffle=True)``
+                     on the same ``steps * batch`` examples held in numpy,
+                     the lectures' way
+
+Where TensorFlow is not installed (e.g. a GPU machine without it), jaxcnn's
+e2e and pipeline items run on a numpy feeder with the same epoch order,
+normalization and prefetch depth instead of tf.data; ``info['pipeline']``
+says which one ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import queue
+import sys
+import threading
+import time
+import traceback
+from typing import Any, Iterator
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import throughput_workloads as wl  # noqa: E402  pylint: disable=g-import-not-at-top
+
+MATMUL_SIZE = {"cpu": 2048, "gpu": 8192}
+
+
+def _matmul_gflops(platform: str, repeats: int = 5) -> float:
+  """Best-of-``repeats`` float32 GFLOP/s of an n x n matrix product."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  n = MATMUL_SIZE.get(platform, MATMUL_SIZE["gpu"])
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+  product = jax.jit(jnp.dot)
+  product(a, b).block_until_ready()
+  best = math.inf
+  for _ in range(repeats):
+    start = time.perf_counter()
+    product(a, b).block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  return 2 * n ** 3 / best / 1e9
+
+
+# ------------------------------------------------------------------ jaxcnn
+
+
+class NumpyFeeder:
+  """jaxcnn's training batches without TensorFlow (numpy, one thread ahead).
+
+  Same contract and order as ``input_pipeline.Data.train_epoch`` with
+  ``cache``: a permutation from ``default_rng([seed, epoch])``, whole-batch
+  gathers, ``(x / 255 - mean) / std``, ``[devices, per_device, ...]``, and
+  two batches prefetched.
+  """
+
+  def __init__(self, workload: wl.Workload, count: int, batch_size: int,
+               mirror_dir: str, num_devices: int, seed: int = 0):
+    self._images, self._labels = wl.uint8_examples(workload, count, mirror_dir)
+    self._mean, self._std = wl.normalization_stats(self._images, workload.normalization)
+    self._batch, self._devices, self._seed = batch_size, num_devices, seed
+    self.steps_per_epoch = count // batch_size
+
+  def _batches(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
+    order = np.random.default_rng([self._seed, epoch]).permutation(len(self._images))
+    b, d = self._batch, self._devices
+    for i in range(self.steps_per_epoch):
+      idx = order[i * b:(i + 1) * b]
+      x = (self._images[idx].astype(np.float32) / 255.0 - self._mean) / self._std
+      yield {"image": x.reshape(d, b // d, *x.shape[1:]),
+             "label": self._labels[idx].reshape(d, b // d)}
+
+  def train_epoch(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
+    q: queue.Queue = queue.Queue(maxsize=2)
+    done = object()
+
+    def produce():
+      for batch in self._batches(epoch):
+        q.put(batch)
+      q.put(done)
+
+    threading.Thread(target=produce, daemon=True).start()
+    while (item := q.get()) is not done:
+      yield item
+
+
+class JaxcnnWorker:
+  """Builds jaxcnn's data, model, optimizer and pmap-ed step as train.py does."""
+
+  def __init__(self, workload: wl.Workload, steps: int, batch_size: int,
+               mirror_dir: str, tfds_data_dir: str):
+    import jax  # pylint: disable=g-import-not-at-top
+    from jaxcnn import config as config_lib  # pylint: disable=g-import-not-at-top
+    from jaxcnn import models  # pylint: disable=g-import-not-at-top
+    from jaxcnn import optim  # pylint: disable=g-import-not-at-top
+    from jaxcnn import parallel  # pylint: disable=g-import-not-at-top
+    from jaxcnn.models import specs  # pylint: disable=g-import-not-at-top
+
+    self._jax, self._parallel = jax, parallel
+    config = wl.jaxcnn_config(workload, steps, mirror_dir, batch_size)
+    config.dataset.data_dir = tfds_data_dir
+    config_lib.validate(config)
+    parallel.check_global_batch(batch_size)
+    self.batch_size, self.steps = batch_size, steps
+    self.platform = jax.devices()[0].platform
+    self._epoch = 0
+    self._mock = None
+
+    has_tf = importlib.util.find_spec("tensorflow") is not None
+    if has_tf:
+      from jaxcnn import input_pipeline  # pylint: disable=g-import-not-at-top
+      from jaxcnn import train  # pylint: disable=g-import-not-at-top
+      if workload.data == "random":
+        # cats_vs_dogs cannot be had offline: TFDS' mock data gives random
+        # images of varying sizes, which the pipeline resizes to 150x150.
+        import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+        self._mock = tfds.testing.mock_data(num_examples=steps * batch_size)
+        self._mock.__enter__()
+      self.data = input_pipeline.create(config.dataset, global_batch_size=batch_size,
+                                        seed=config.seed)
+      num_classes, image_shape = self.data.info.num_classes, self.data.info.image_shape
+      self.refresh_every = train.REFRESH_EVERY_STEPS
+      pipeline = "jaxcnn.input_pipeline (tf.data)"
+    else:
+      train = None
+      self.data = NumpyFeeder(workload, steps * batch_size, batch_size, mirror_dir,
+                              jax.local_device_count(), config.seed)
+      num_classes, image_shape = workload.num_classes, workload.image_shape
+      self.refresh_every = 50  # train.REFRESH_EVERY_STEPS, which needs TF to import
+      pipeline = "numpy feeder (TensorFlow not installed)"
+    if self.data.steps_per_epoch != steps:
+      raise RuntimeError(f"The pipeline has {self.data.steps_per_epoch} steps per "
+                         f"epoch, not {steps}.")
+
+    model = models.create(config.model, num_classes=num_classes)
+    train_model = models.create(config.model, num_classes=num_classes,
+                                axis_name=parallel.AXIS)
+    tx = optim.create(config.optimizer, config.schedule, steps_per_epoch=steps,
+                      num_epochs=config.training.num_epochs,
+                      freeze=tuple(config.regularization.freeze))
+    if train is not None:
+      self.state = train.create_train_state(config, model, tx, image_shape)
+    else:
+      self.state = self._init_state(config, model, tx, image_shape, optim)
+    rules = optim.regularizers.build_rules(models.param_rules(model), self.state.params,
+                                           config.regularization)
+    step_kwargs = dict(
+        penalty_fn=lambda p: optim.regularizers.penalty(p, rules),
+        project_fn=lambda p: optim.constraints.project(p, rules),
+        label_smoothing=config.training.label_smoothing)
+    self.train_step = parallel.make_train_step(train_model, tx, **step_kwargs)
+
+    # Warm-up: compiles the step and fills the pipeline's cache.
+    self._device_batch = None
+    self.run("e2e")
+    self.run("step")
+    summary = models.summary(model, image_shape)
+    self.info = {
+        "framework": "jaxcnn", "platform": self.platform,
+        "device_kind": jax.devices()[0].device_kind,
+        "local_devices": jax.local_device_count(), "jax": jax.__version__,
+        "pipeline": pipeline, "params": int(summary.total),
+        "flops_per_image": self._flops_per_image(train_model, tx, step_kwargs),
+        "layers": [specs.to_config(s) for s in model.layers],
+        "image_shape": list(image_shape), "output_units": self._output_units(model, image_shape),
+    }
+
+  @staticmethod
+  def _init_state(config, model, tx, image_shape, optim):
+    """train.create_train_state, for machines where train.py cannot import."""
+    jax = __import__("jax")
+    from jaxcnn.parallel import TrainState  # pylint: disable=g-import-not-at-top
+    rng = jax.random.PRNGKey(config.seed)
+    init_rng, dropout_rng, state_rng = jax.random.split(rng, 3)
+    dummy = jax.numpy.zeros((1,) + tuple(image_shape), jax.numpy.float32)
+    variables = jax.jit(lambda r, d: model.init(
+        {"params": r, "dropout": dropout_rng}, d, train=False))(init_rng, dummy)
+    params = variables["params"]
+    return TrainState(step=jax.numpy.zeros((), jax.numpy.int32), params=params,
+                      batch_stats=variables.get("batch_stats", {}),
+                      opt_state=tx.init(params), rng=state_rng,
+                      plateau=optim.init_plateau(config.schedule))
+
+  def _output_units(self, model, image_shape) -> int:
+    out = self._jax.eval_shape(
+        lambda: model.apply({"params": self.state.params, "batch_stats": self.state.batch_stats}
+                            if self.state.batch_stats else {"params": self.state.params},
+                            np.zeros((1, *image_shape), np.float32)))
+    return int(out.shape[-1])
+
+  def _flops_per_image(self, train_model, tx, step_kwargs) -> float:
+    """XLA's count for the whole train step (one device, whole batch) / batch."""
+    step = self._parallel.make_train_step(train_model, tx, pmap=False, **step_kwargs)
+    host_batch = self._jax.device_get(self._device_batch)
+    cost = step.lower(self.state, host_batch).compile().cost_analysis()
+    if isinstance(cost, (list, tuple)):
+      cost = cost[0]
+    return float(cost["flops"]) / self.batch_size
+
+  def _flush(self, pending: list) -> None:
+    if not pending:
+      return
+    for m in self._jax.device_get(pending):
+      if not math.isfinite(float(m["loss"])):
+        raise FloatingPointError(f"non-finite loss {float(m['loss'])} in the benchmark")
+    pending.clear()
+
+  def run(self, item: str) -> dict[str, Any]:
+    """Times one item; see the module docstring."""
+    jax = self._jax
+    if item == "matmul":
+      return {"gflops": _matmul_gflops(self.platform)}
+    if item not in ("e2e", "pipeline", "step"):
+      raise ValueError(f"Unknown jaxcnn item {item!r}; valid: e2e, pipeline, step, matmul.")
+    self._epoch += 1
+    start = time.perf_counter()
+    n = 0
+    if item == "e2e":
+      pending = []
+      for batch in self.data.train_epoch(self._epoch):
+        self.state, metrics = self.train_step(self.state, batch)
+        if self._device_batch is None:
+          self._device_batch = jax.pmap(lambda x: x)(batch)  # for 'step' (warm-up only)
+        n += 1
+        pending.append(metrics)
+        if n % self.refresh_every == 0:
+          self._flush(pending)
+      self._flush(pending)
+    elif item == "pipeline":
+      for _ in self.data.train_epoch(self._epoch):
+        n += 1
+    else:
+      for _ in range(self.steps):
+        self.state, _ = self.train_step(self.state, self._device_batch)
+        n += 1
+    jax.block_until_ready(self.state)
+    return {"seconds": time.perf_counter() - start, "images": n * self.batch_size}
+
+  def close(self) -> None:
+    if self._mock is not None:
+      self._mock.__exit__(None, None, None)
+
+
+# ------------------------------------------------------------------ Keras
+
+
+def _keras_activation(value):
+  if value is None or isinstance(value, str):
+    return value
+  raise ValueError(f"activation {value!r} has no plain Keras string; this benchmark "
+                   "translates named activations only.")
+
+
+def _keras_initializer(keras, value):
+  if value is None:
+    return "glorot_uniform"
+  if isinstance(value, str):
+    return value
+  value = dict(value)
+  name = value.pop("name")
+  if name == "variance_scaling":
+    return keras.initializers.VarianceScaling(**value)
+  return keras.initializers.get({"class_name": name, "config": value})
+
+
+def keras_layer(keras, cfg: dict[str, Any]):
+  """The Keras layer of one ``specs.to_config`` dict (the benchmark's models)."""
+  kl = keras.layers
+  cfg = dict(cfg)
+  kind, name = cfg.pop("type"), cfg.pop("name")
+  if kind == "conv2d":
+    layer = kl.Conv2D(cfg.pop("filters"), tuple(cfg.pop("kernel_size", (3, 3))),
+                      strides=tuple(cfg.pop("strides", (1, 1))),
+                      padding=cfg.pop("padding", "valid"),
+                      activation=_keras_activation(cfg.pop("activation", None)),
+                      kernel_initializer=_keras_initializer(
+                          keras, cfg.pop("kernel_initializer", None)), name=name)
+  elif kind == "dense":
+    layer = kl.Dense(cfg.pop("units"),
+                     activation=_keras_activation(cfg.pop("activation", None)),
+                     kernel_initializer=_keras_initializer(
+                         keras, cfg.pop("kernel_initializer", None)), name=name)
+  elif kind == "max_pooling2d":
+    strides = cfg.pop("strides", None)
+    layer = kl.MaxPooling2D(tuple(cfg.pop("pool_size", (2, 2))),
+                            strides=None if strides is None else tuple(strides),
+                            padding=cfg.pop("padding", "valid"), name=name)
+  elif kind == "flatten":
+    layer = kl.Flatten(name=name)
+  elif kind == "activation":
+    layer = kl.Activation(_keras_activation(cfg.pop("activation", None)) or "linear",
+                          name=name)
+  elif kind == "batch_normalization":
+    layer = kl.BatchNormalization(momentum=cfg.pop("momentum", 0.99),
+                                  epsilon=cfg.pop("epsilon", 1e-3), name=name)
+  elif kind == "dropout":
+    layer = kl.Dropout(cfg.pop("rate"), name=name)
+  else:
+    raise ValueError(f"Layer type {kind!r} has no Keras translation here; valid: "
+                     "conv2d, dense, max_pooling2d, flatten, activation, "
+                     "batch_normalization, dropout.")
+  if cfg:
+    raise ValueError(f"Layer {name!r}: options {sorted(cfg)} have no Keras "
+                     "translation in this benchmark.")
+  return layer
+
+
+class KerasWorker:
+  """The same model in Keras 3 (backend from $KERAS_BACKEND), trained by fit."""
+
+  _OPTIMIZERS = {"rmsprop": "RMSprop", "adam": "Adam", "nadam": "Nadam", "sgd": "SGD"}
+
+  def __init__(self, workload: wl.Workload, steps: int, batch_size: int,
+               mirror_dir: str, layers: list[dict], image_shape, output_units: int):
+    import keras  # pylint: disable=g-import-not-at-top
+    self.batch_size = batch_size
+    self.x, self.y = wl.float_examples(workload, steps * batch_size, mirror_dir)
+    if tuple(self.x.shape[1:]) != tuple(image_shape):
+      # The random workload: jaxcnn's pipeline resized it; Keras gets it as is.
+      raise ValueError(f"Keras data {self.x.shape[1:]} != jaxcnn's {image_shape}.")
+    self.model = keras.Sequential([keras.Input(tuple(image_shape))] +
+                                  [keras_layer(keras, c) for c in layers])
+    if output_units == 1:
+      loss = keras.losses.BinaryCrossentropy(from_logits=True)
+      metric = keras.metrics.BinaryAccuracy(threshold=0.0)  # on logits
+    else:
+      loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+      metric = keras.metrics.SparseCategoricalAccuracy()
+    optimizer = getattr(keras.optimizers, self._OPTIMIZERS[workload.optimizer])(
+        learning_rate=workload.learning_rate)
+    self.model.compile(optimizer=optimizer, loss=loss, metrics=[metric])
+    self.run("e2e")  # Warm-up: traces and compiles the train function.
+    backend = keras.config.backend()
+    self.info = {"framework": f"keras-{backend}", "keras": keras.__version__,
+                 "backend": backend, "jit_compile": bool(self.model.jit_compile),
+                 "params": int(self.model.count_params()),
+                 "device": self._device(backend)}
+
+  @staticmethod
+  def _device(backend: str) -> str:
+    if backend == "jax":
+      import jax  # pylint: disable=g-import-not-at-top
+      return f"{jax.devices()[0].platform}: {jax.devices()[0].device_kind}"
+    if backend == "tensorflow":
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+      gpus = tf.config.list_logical_devices("GPU")
+      return "gpu" if gpus else "cpu"
+    if backend == "torch":
+      import torch  # pylint: disable=g-import-not-at-top
+      return f"cuda: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "cpu"
+    return "unknown"
+
+  def run(self, item: str) -> dict[str, Any]:
+    if item != "e2e":
+      raise ValueError(f"Unknown Keras item {item!r}; valid: e2e.")
+    start = time.perf_counter()
+    history = self.model.fit(self.x, self.y, batch_size=self.batch_size, epochs=1,
+                             shuffle=True, verbose=0)
+    seconds = time.perf_counter() - start
+    if not math.isfinite(history.history["loss"][-1]):
+      raise FloatingPointError("non-finite loss in Keras' benchmark run")
+    return {"seconds": seconds, "images": len(self.x)}
+
+  def close(self) -> None:
+    pass
+
+
+# ------------------------------------------------------------------ main
+
+
+def main(argv=None) -> int:
+  # The protocol owns the real stdout; anything libraries print goes to stderr.
+  proto = os.fdopen(os.dup(1), "w", buffering=1)
+  os.dup2(2, 1)
+
+  def send(obj):
+    proto.write(json.dumps(obj) + "\n")
+
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--framework", choices=("jaxcnn", "keras"), required=True)
+  parser.add_argument("--model", required=True)
+  parser.add_argument("--steps", type=int, required=True)
+  parser.add_argument("--batch-size", type=int, required=True)
+  parser.add_argument("--data-dir", default=wl.DEFAULT_MIRROR_DIR)
+  parser.add_argument("--tfds-data-dir", default="")
+  parser.add_argument("--keras-model", default="",
+                      help="JSON file: {layers, image_shape, output_units} from jaxcnn")
+  args = parser.parse_args(argv)
+  try:
+    workload = wl.get(args.model)
+    if args.framework == "jaxcnn":
+      worker = JaxcnnWorker(workload, args.steps, args.batch_size, args.data_dir,
+                            args.tfds_data_dir)
+    else:
+      with open(args.keras_model) as f:
+        spec = json.load(f)
+      worker = KerasWorker(workload, args.steps, args.batch_size, args.data_dir,
+                           spec["layers"], spec["image_shape"], spec["output_units"])
+    send({"ready": True, "info": worker.info})
+  except Exception:  # pylint: disable=broad-except
+    send({"error": traceback.format_exc()})
+    return 1
+  for line in sys.stdin:
+    msg = json.loads(line)
+    if msg.get("cmd") == "quit":
+      break
+    try:
+      send({"item": msg["item"], **worker.run(msg["item"])})
+    except Exception:  # pylint: disable=broad-except
+      send({"error": traceback.format_exc()})
+  worker.close()
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
