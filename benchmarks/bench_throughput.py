@@ -58,6 +58,7 @@ _NEEDS = {"jaxcnn": ("jax", "flax", "optax", "ml_collections"),
           "keras-jax": ("keras", "jax"),
           "keras-torch": ("keras", "torch")}
 ITEMS = {"jaxcnn": ("e2e", "pipeline", "step", "matmul")}
+VARIANT_ITEMS = ("e2e", "step")
 ITEM_NAMES = {"e2e": "end to end", "pipeline": "input pipeline alone",
               "step": "train step alone"}
 
@@ -75,7 +76,24 @@ def detect_platform() -> str:
   return "cpu" if out.stdout.strip().splitlines()[-1] == "cpu" else "gpu"
 
 
-def _worker_env(keras_backend: str | None) -> dict[str, str]:
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+  """'NAME:VAR=VALUE[;VAR=VALUE...]' -> ('jaxcnn[NAME]', {VAR: VALUE})."""
+  name, sep, assignments = text.partition(":")
+  env = {}
+  for item in assignments.split(";") if sep else ():
+    var, eq, value = item.partition("=")
+    if not eq or not var:
+      break
+    env[var] = value
+  if not name or not env or not name.replace("_", "").replace("-", "").isalnum():
+    raise ValueError(
+        f"--jaxcnn-variant {text!r}: expected NAME:VAR=VALUE[;VAR=VALUE...], e.g. "
+        "'noynn:XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-individual_convolution'.")
+  return f"jaxcnn[{name}]", env
+
+
+def _worker_env(keras_backend: str | None,
+                extra: dict[str, str] | None = None) -> dict[str, str]:
   env = dict(os.environ)
   env["PYTHONPATH"] = os.pathsep.join(
       [REPO, HERE] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
@@ -85,6 +103,12 @@ def _worker_env(keras_backend: str | None) -> dict[str, str]:
   env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.3")
   if keras_backend:
     env["KERAS_BACKEND"] = keras_backend
+  for var, value in (extra or {}).items():
+    # PYTHONPATH and XLA_FLAGS extend what is set; anything else replaces it.
+    if var in ("PYTHONPATH", "XLA_FLAGS") and env.get(var):
+      sep = os.pathsep if var == "PYTHONPATH" else " "
+      value = value + sep + env[var]
+    env[var] = value
   return env
 
 
@@ -95,7 +119,8 @@ class WorkerError(RuntimeError):
 class Worker:
   """One framework's worker process and its line protocol."""
 
-  def __init__(self, framework: str, args: list[str], log_path: str):
+  def __init__(self, framework: str, args: list[str], log_path: str,
+               extra_env: dict[str, str] | None = None):
     self.framework = framework
     self.log_path = log_path
     backend = framework.split("-", 1)[1] if framework.startswith("keras-") else None
@@ -103,8 +128,8 @@ class Worker:
            "--framework", "keras" if backend else "jaxcnn", *args]
     self._log = open(log_path, "w")
     self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 stderr=self._log, text=True, env=_worker_env(backend),
-                                 cwd=REPO)
+                                 stderr=self._log, text=True,
+                                 env=_worker_env(backend, extra_env), cwd=REPO)
     try:
       self.info = self._receive()["info"]
     except WorkerError:
@@ -153,13 +178,21 @@ def _summary(values: list[float]) -> dict[str, Any]:
 
 
 def bench_model(name: str, frameworks: list[str], args, platform: str,
-                log_dir: str) -> dict[str, Any]:
-  """Starts the workers of one model, times them interleaved, stops them."""
+                log_dir: str, variants: dict[str, dict[str, str]] | None = None
+                ) -> dict[str, Any]:
+  """Starts the workers of one model, times them interleaved, stops them.
+
+  ``variants`` maps 'jaxcnn[NAME]' to extra environment variables: more
+  jaxcnn workers (e.g. other XLA flags), timed in the same rounds.
+  """
+  variants = variants or {}
   workload = wl.get(name)
   steps = args.steps or (workload.gpu_steps if platform == "gpu" else workload.cpu_steps)
   batch = args.batch_size or workload.batch_size
   common = ["--model", name, "--steps", str(steps), "--batch-size", str(batch),
             "--data-dir", args.data_dir, "--tfds-data-dir", args.tfds_data_dir]
+  jaxcnn_args = common + ["--feeder", args.jaxcnn_feeder]
+  examples_path = os.path.join(log_dir, f"{name}-train.npz")
   result: dict[str, Any] = {
       "workload": {**workload.__dict__, "image_shape": list(workload.image_shape)},
       "batch_size": batch, "steps_per_round": steps, "images_per_round": steps * batch,
@@ -168,21 +201,22 @@ def bench_model(name: str, frameworks: list[str], args, platform: str,
   try:
     print(f"[{name}] starting jaxcnn ({steps} steps of {batch} per round)", flush=True)
     try:
-      workers["jaxcnn"] = Worker("jaxcnn", common, os.path.join(log_dir, f"{name}-jaxcnn.log"))
+      workers["jaxcnn"] = Worker("jaxcnn", jaxcnn_args + ["--save-examples", examples_path],
+                                 os.path.join(log_dir, f"{name}-jaxcnn.log"))
     except WorkerError as e:
       result["errors"]["jaxcnn"] = str(e)
       raise
     info = workers["jaxcnn"].info
     spec_path = os.path.join(log_dir, f"{name}-model.json")
     with open(spec_path, "w") as f:
-      json.dump({k: info[k] for k in ("layers", "image_shape", "output_units")}, f)
-    for fw in frameworks:
-      if fw == "jaxcnn":
-        continue
+      json.dump({"examples": examples_path,
+                 **{k: info[k] for k in ("layers", "image_shape", "output_units")}}, f)
+    for fw in [f for f in frameworks if f != "jaxcnn"] + list(variants):
       print(f"[{name}] starting {fw}", flush=True)
+      fw_args = common + ["--keras-model", spec_path] if fw.startswith("keras-") else jaxcnn_args
       try:
-        workers[fw] = Worker(fw, common + ["--keras-model", spec_path],
-                             os.path.join(log_dir, f"{name}-{fw}.log"))
+        workers[fw] = Worker(fw, fw_args, os.path.join(log_dir, f"{name}-{fw}.log"),
+                             variants.get(fw))
       except WorkerError as e:
         result["errors"][fw] = str(e)
         print(f"[{name}] {fw} skipped: {str(e).strip().splitlines()[-1]}", flush=True)
@@ -194,7 +228,8 @@ def bench_model(name: str, frameworks: list[str], args, platform: str,
     for r in range(args.rounds):
       rotated = order[r % len(order):] + order[:r % len(order)]
       for fw in rotated:
-        for item in ITEMS.get(fw, ("e2e",)):
+        items = VARIANT_ITEMS if fw in variants else ITEMS.get(fw, ("e2e",))
+        for item in items:
           out = workers[fw].run(item)
           value = out["gflops"] if item == "matmul" else out["images"] / out["seconds"]
           samples.setdefault((fw, item), []).append(value)
@@ -203,6 +238,8 @@ def bench_model(name: str, frameworks: list[str], args, platform: str,
   finally:
     for w in workers.values():
       w.close()
+    if os.path.exists(examples_path):
+      os.remove(examples_path)  # up to ~200 MB on a GPU run
 
   flops = result["frameworks"]["jaxcnn"]["flops_per_image"]
   result["flops_per_image"] = flops
@@ -210,11 +247,11 @@ def bench_model(name: str, frameworks: list[str], args, platform: str,
   result["rows"] = [{"framework": fw, "item": item, "images_per_second": _summary(v)}
                     for (fw, item), v in samples.items()]
   result["ratios"] = {}
-  base = samples[("jaxcnn", "e2e")]
-  for fw in order:
-    if fw != "jaxcnn":
-      per_round = [a / b for a, b in zip(base, samples[(fw, "e2e")])]
-      result["ratios"][f"jaxcnn/{fw}"] = _summary(per_round)
+  for mine in [fw for fw in order if fw.startswith("jaxcnn")]:
+    for other in order:
+      if other != mine and not (other.startswith("jaxcnn[") and mine == "jaxcnn"):
+        per_round = [a / b for a, b in zip(samples[(mine, "e2e")], samples[(other, "e2e")])]
+        result["ratios"][f"{mine}/{other}"] = _summary(per_round)
   return result
 
 
@@ -279,6 +316,15 @@ def main(argv=None) -> dict[str, Any]:
                       help="the Fashion-MNIST IDX .gz files")
   parser.add_argument("--tfds-data-dir", default="",
                       help="jaxcnn's TFDS data dir ('' = $TFDS_DATA_DIR or ~/tensorflow_datasets)")
+  parser.add_argument("--jaxcnn-variant", action="append", default=[],
+                      metavar="NAME:VAR=VALUE[;VAR=VALUE]",
+                      help="another jaxcnn worker with these environment variables "
+                      "(XLA_FLAGS and PYTHONPATH are prepended to the current ones), "
+                      "timed in the same rounds; repeatable")
+  parser.add_argument("--jaxcnn-feeder", default="auto", choices=("auto", "tfdata", "numpy"),
+                      help="jaxcnn's e2e/pipeline data: 'tfdata' is jaxcnn.input_pipeline; "
+                      "'numpy' a numpy feeder with its order and normalization (for "
+                      "machines without TensorFlow); 'auto' the first that can run")
   parser.add_argument("--log-dir", default="", help="worker logs (default: a temp dir)")
   parser.add_argument("--out", default="", help="write the results as JSON here")
   args = parser.parse_args(argv)
@@ -301,19 +347,24 @@ def main(argv=None) -> dict[str, Any]:
   for fw, why in skipped.items():
     print(f"{fw}: skipped ({why})", flush=True)
 
+  try:
+    variants = dict(parse_variant(v) for v in args.jaxcnn_variant)
+  except ValueError as e:
+    parser.error(str(e))
   platform = detect_platform()
   log_dir = args.log_dir or tempfile.mkdtemp(prefix="bench_throughput_")
   os.makedirs(log_dir, exist_ok=True)
   start = time.time()
   results: dict[str, Any] = {
       "platform": platform, "rounds": args.rounds, "frameworks": frameworks,
+      "variants": variants,
       "skipped": skipped, "log_dir": log_dir,
       "host": {"machine": platform_lib.machine(), "cpus": os.cpu_count(),
                "python": sys.version.split()[0]},
       "models": {}}
   for n in names:
     try:
-      results["models"][n] = bench_model(n, frameworks, args, platform, log_dir)
+      results["models"][n] = bench_model(n, frameworks, args, platform, log_dir, variants)
     except WorkerError as e:
       results["models"][n] = {"errors": {"jaxcnn": str(e)}}
       print(f"[{n}] failed: {e}", file=sys.stderr, flush=True)

@@ -23,8 +23,9 @@ Items:
            matmul    GFLOP/s of a large float32 matrix product (the machine's
                      peak, best of 5)
   keras    e2e       ``model.fit(x, y, batch_size, epochs=1, shuffle=True)``
-                     on the same ``steps * batch`` examples held in numpy,
-                     the lectures' way
+                     on the same ``steps * batch`` examples held in numpy
+                     (jaxcnn's training part, normalized by its pipeline and
+                     saved by the jaxcnn worker), the lectures' way
 
 Where TensorFlow is not installed (e.g. a GPU machine without it), jaxcnn's
 e2e and pipeline items run on a numpy feeder with the same epoch order,
@@ -83,12 +84,24 @@ class NumpyFeeder:
   two batches prefetched.
   """
 
-  def __init__(self, workload: wl.Workload, count: int, batch_size: int,
-               mirror_dir: str, num_devices: int, seed: int = 0):
-    self._images, self._labels = wl.uint8_examples(workload, count, mirror_dir)
-    self._mean, self._std = wl.normalization_stats(self._images, workload.normalization)
+  def __init__(self, images: np.ndarray, labels: np.ndarray, normalization: str,
+               batch_size: int, num_devices: int, seed: int = 0):
+    """Batches of ``images`` (uint8 [N, H, W, C]) and ``labels`` (int32 [N])."""
+    self._images, self._labels = images, labels
+    self._mean, self._std = wl.normalization_stats(images, normalization)
     self._batch, self._devices, self._seed = batch_size, num_devices, seed
-    self.steps_per_epoch = count // batch_size
+    self.steps_per_epoch = len(images) // batch_size
+
+  @classmethod
+  def for_workload(cls, workload: wl.Workload, count: int, batch_size: int,
+                   mirror_dir: str, num_devices: int, seed: int = 0) -> "NumpyFeeder":
+    images, labels = wl.uint8_examples(workload, count, mirror_dir)
+    return cls(images, labels, workload.normalization, batch_size, num_devices, seed)
+
+  def as_numpy(self) -> tuple[np.ndarray, np.ndarray]:
+    """(normalized float32 images, labels) of the whole part, in order."""
+    x = (self._images.astype(np.float32) / 255.0 - self._mean) / self._std
+    return x.astype(np.float32), self._labels
 
   def _batches(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
     order = np.random.default_rng([self._seed, epoch]).permutation(len(self._images))
@@ -117,7 +130,7 @@ class JaxcnnWorker:
   """Builds jaxcnn's data, model, optimizer and pmap-ed step as train.py does."""
 
   def __init__(self, workload: wl.Workload, steps: int, batch_size: int,
-               mirror_dir: str, tfds_data_dir: str):
+               mirror_dir: str, tfds_data_dir: str, feeder: str = "auto"):
     import jax  # pylint: disable=g-import-not-at-top
     from jaxcnn import config as config_lib  # pylint: disable=g-import-not-at-top
     from jaxcnn import models  # pylint: disable=g-import-not-at-top
@@ -135,8 +148,12 @@ class JaxcnnWorker:
     self._epoch = 0
     self._mock = None
 
+    if feeder not in ("auto", "tfdata", "numpy"):
+      raise ValueError(f"feeder must be auto, tfdata or numpy; got {feeder!r}.")
     has_tf = importlib.util.find_spec("tensorflow") is not None
-    if has_tf:
+    if feeder == "tfdata" and not has_tf:
+      raise RuntimeError("feeder 'tfdata' needs TensorFlow, which is not installed.")
+    if has_tf and feeder != "numpy":
       from jaxcnn import input_pipeline  # pylint: disable=g-import-not-at-top
       from jaxcnn import train  # pylint: disable=g-import-not-at-top
       if workload.data == "random":
@@ -152,11 +169,12 @@ class JaxcnnWorker:
       pipeline = "jaxcnn.input_pipeline (tf.data)"
     else:
       train = None
-      self.data = NumpyFeeder(workload, steps * batch_size, batch_size, mirror_dir,
-                              jax.local_device_count(), config.seed)
+      self.data = NumpyFeeder.for_workload(workload, steps * batch_size, batch_size,
+                                           mirror_dir, jax.local_device_count(), config.seed)
       num_classes, image_shape = workload.num_classes, workload.image_shape
       self.refresh_every = 50  # train.REFRESH_EVERY_STEPS, which needs TF to import
-      pipeline = "numpy feeder (TensorFlow not installed)"
+      pipeline = ("numpy feeder (TensorFlow not installed)" if not has_tf
+                  else "numpy feeder (asked for)")
     if self.data.steps_per_epoch != steps:
       raise RuntimeError(f"The pipeline has {self.data.steps_per_epoch} steps per "
                          f"epoch, not {steps}.")
@@ -209,6 +227,14 @@ class JaxcnnWorker:
                       batch_stats=variables.get("batch_stats", {}),
                       opt_state=tx.init(params), rng=state_rng,
                       plateau=optim.init_plateau(config.schedule))
+
+  def save_examples(self, path: str) -> None:
+    """Writes the training part, normalized, for the Keras workers (.npz)."""
+    if isinstance(self.data, NumpyFeeder):
+      x, y = self.data.as_numpy()
+    else:
+      x, y = self.data.as_numpy("train")
+    np.savez(path, x=x, y=y)
 
   def _output_units(self, model, image_shape) -> int:
     out = self._jax.eval_shape(
@@ -339,13 +365,14 @@ class KerasWorker:
 
   _OPTIMIZERS = {"rmsprop": "RMSprop", "adam": "Adam", "nadam": "Nadam", "sgd": "SGD"}
 
-  def __init__(self, workload: wl.Workload, steps: int, batch_size: int,
-               mirror_dir: str, layers: list[dict], image_shape, output_units: int):
+  def __init__(self, workload: wl.Workload, batch_size: int, examples_path: str,
+               layers: list[dict], image_shape, output_units: int):
     import keras  # pylint: disable=g-import-not-at-top
     self.batch_size = batch_size
-    self.x, self.y = wl.float_examples(workload, steps * batch_size, mirror_dir)
+    # jaxcnn's own training part, normalized by its pipeline: the same examples.
+    with np.load(examples_path) as f:
+      self.x, self.y = f["x"], f["y"]
     if tuple(self.x.shape[1:]) != tuple(image_shape):
-      # The random workload: jaxcnn's pipeline resized it; Keras gets it as is.
       raise ValueError(f"Keras data {self.x.shape[1:]} != jaxcnn's {image_shape}.")
     self.model = keras.Sequential([keras.Input(tuple(image_shape))] +
                                   [keras_layer(keras, c) for c in layers])
@@ -412,19 +439,25 @@ def main(argv=None) -> int:
   parser.add_argument("--batch-size", type=int, required=True)
   parser.add_argument("--data-dir", default=wl.DEFAULT_MIRROR_DIR)
   parser.add_argument("--tfds-data-dir", default="")
+  parser.add_argument("--feeder", default="auto", choices=("auto", "tfdata", "numpy"))
   parser.add_argument("--keras-model", default="",
-                      help="JSON file: {layers, image_shape, output_units} from jaxcnn")
+                      help="JSON file: {layers, image_shape, output_units, examples} "
+                      "written by the orchestrator from the jaxcnn worker's info")
+  parser.add_argument("--save-examples", default="",
+                      help="jaxcnn: write the normalized training part here (.npz)")
   args = parser.parse_args(argv)
   try:
     workload = wl.get(args.model)
     if args.framework == "jaxcnn":
       worker = JaxcnnWorker(workload, args.steps, args.batch_size, args.data_dir,
-                            args.tfds_data_dir)
+                            args.tfds_data_dir, args.feeder)
+      if args.save_examples:
+        worker.save_examples(args.save_examples)
     else:
       with open(args.keras_model) as f:
         spec = json.load(f)
-      worker = KerasWorker(workload, args.steps, args.batch_size, args.data_dir,
-                           spec["layers"], spec["image_shape"], spec["output_units"])
+      worker = KerasWorker(workload, args.batch_size, spec["examples"], spec["layers"],
+                           spec["image_shape"], spec["output_units"])
     send({"ready": True, "info": worker.info})
   except Exception:  # pylint: disable=broad-except
     send({"error": traceback.format_exc()})

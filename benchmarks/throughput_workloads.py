@@ -3,7 +3,8 @@
 A workload is one of the lectures' models with its lecture's batch size and
 optimizer. Every framework trains the same model (jaxcnn's layer specs,
 translated to Keras layers), on the same examples, with the same optimizer
-and batch size. This module imports neither JAX nor TensorFlow nor Keras, so
+and batch size: the Keras workers train on the examples that jaxcnn's
+pipeline produced (saved by the jaxcnn worker). This module imports neither JAX nor TensorFlow nor Keras, so
 the orchestrator and every worker can use it.
 """
 
@@ -54,13 +55,13 @@ class Workload:
 WORKLOADS: dict[str, Workload] = {
     "mnist_cnn": Workload(
         "mnist_cnn", "fashion_mnist", (28, 28, 1), 10, "rescale", "rmsprop",
-        1e-3, 64, 200, 1000, "lecture 003: RMSprop, batch 64"),
+        1e-3, 64, 200, 900, "lecture 003: RMSprop, batch 64"),
     "cnn_small_bn": Workload(
         "cnn_small_bn", "fashion_mnist", (28, 28, 1), 10, "rescale", "adam",
-        1e-3, 128, 100, 500, "lecture 002: Adam, batch 128"),
+        1e-3, 128, 100, 450, "lecture 002: Adam, batch 128"),
     "mlp_dropout": Workload(
         "mlp_dropout", "fashion_mnist", (28, 28, 1), 10, "standardize_pixel",
-        "nadam", 1e-3, 32, 400, 2000, "lecture 004: Nadam, Keras' batch 32"),
+        "nadam", 1e-3, 32, 400, 1800, "lecture 004: Nadam, Keras' batch 32"),
     "cats_dogs_cnn": Workload(
         "cats_dogs_cnn", "random", (150, 150, 3), 2, "rescale", "rmsprop",
         1e-4, 20, 8, 300, "lecture 003: RMSprop 1e-4, batch 20, 150x150x3"),
@@ -93,9 +94,10 @@ def uint8_examples(workload: Workload, count: int, mirror_dir: str,
                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
   """The first ``count`` training examples as (uint8 images, int32 labels).
 
-  For 'fashion_mnist' these are the first ``count`` images of the real
-  training split, the same ones jaxcnn's pipeline takes with
-  ``dataset.num_train_examples = count``; for 'random' they are noise.
+  For 'fashion_mnist' these are the first ``count`` images of the original
+  IDX training file (TFDS' prepared split holds the same images in another
+  order); for 'random' they are noise. Only the numpy feeder reads these,
+  where TensorFlow (and so TFDS) is missing.
 
   Raises:
     FileNotFoundError: the Fashion-MNIST IDX files are not in ``mirror_dir``.
@@ -130,14 +132,6 @@ def normalization_stats(images: np.ndarray, mode: str) -> tuple[np.ndarray, np.n
             np.where(std == 0, 1.0, std).astype(np.float32))
   raise ValueError(f"normalization {mode!r} is not used by any workload; "
                    "valid here: rescale, standardize_pixel.")
-
-
-def float_examples(workload: Workload, count: int,
-                   mirror_dir: str) -> tuple[np.ndarray, np.ndarray]:
-  """The examples normalized as jaxcnn normalizes them (float32)."""
-  images, labels = uint8_examples(workload, count, mirror_dir)
-  mean, std = normalization_stats(images, workload.normalization)
-  return ((images.astype(np.float32) / 255.0 - mean) / std).astype(np.float32), labels
 
 
 def jaxcnn_config(workload: Workload, steps: int, mirror_dir: str,

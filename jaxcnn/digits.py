@@ -27,8 +27,10 @@ downloads nothing.
 
 from __future__ import annotations
 
+import os
 from typing import Iterator
 
+from etils import epath
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -71,9 +73,18 @@ class SklearnDigits(tfds.core.GeneratorBasedBuilder):
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release: 28x28 bilinear upsampling, 50 per class train."}
+  # TFDS infers both from importlib.resources, which fails for an editable
+  # install of jaxcnn (a MultiplexedPath); this folder is the answer anyway.
+  pkg_dir_path = epath.Path(os.path.dirname(os.path.abspath(__file__)))
+
+  @tfds.core.utils.classproperty
+  @classmethod
+  def code_path(cls):
+    return epath.Path(os.path.abspath(__file__))
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(
+    return tfds.core.DatasetInfo(
+        builder=self,
         description=(
             "scikit-learn's load_digits (UCI Optical Recognition of "
             "Handwritten Digits, test part): 1,797 8x8 images of 0..16 ink "

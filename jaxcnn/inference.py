@@ -382,3 +382,102 @@ def predict_mc(model, variables, images, *, num_samples: int = 100, rng,
       samples_per_step=min(samples_per_step, num_samples), return_samples=return_samples)
   outs = runner.run(lambda x, idx: program(x, idx))
   return MCPrediction(*outs[:4], samples=outs[4] if return_samples else None)
+
+
+# ---------------------------------------------------------------- report
+
+
+def evaluate_mc(model, variables, images, labels, *, num_samples: int, rng,
+                batch_size: int = 1000, class_names: Sequence[str] | None = None,
+                out_dir: str | None = None, k: int = 5) -> dict[str, Any]:
+  """Single pass against MC dropout on labelled images, with figures.
+
+  Prints the side-by-side table (``metrics.compare``) and, with ``out_dir``,
+  writes ``metrics.json``, ``reliability_single.png``, ``reliability_mc.png``
+  and ``certainty_mc.png`` (the ``k`` most and least certain images by
+  mutual information, MC std as error bars). A model without dropout gets
+  the single-pass metrics and a note instead of an error.
+
+  Args:
+    model, variables: as for :func:`predict_mc`.
+    images: ``[N, H, W, C]``; labels: ``[N]`` class ids.
+    num_samples, rng, batch_size: as for :func:`predict_mc`.
+    class_names: names for the certainty figure.
+    out_dir: where the files go (made if missing); None writes nothing.
+    k: images per group in the certainty figure.
+
+  Returns:
+    ``{'num_examples', 'num_samples', 'comparison' (or 'single'), 'uncertainty',
+    'files'}``.
+  """
+  labels = np.asarray(labels)
+  single = predict(model, variables, images, batch_size=batch_size)
+  result: dict[str, Any] = {"num_examples": int(len(labels)), "num_samples": num_samples,
+                            "files": []}
+  try:
+    mc = predict_mc(model, variables, images, num_samples=num_samples, rng=rng,
+                    batch_size=batch_size)
+  except DeterministicModelError as e:
+    mc = None
+    result["note"] = str(e)
+    result["single"] = {name: fn(single, labels) for name, fn in metrics.METRICS.items()}
+    print(f"MC dropout skipped: {e}")
+    print("\n".join(f"{name:<14}{value:>10.4f}" for name, value in result["single"].items()))
+  if mc is not None:
+    result["comparison"] = metrics.compare(single, mc.mean, labels)
+    # Is the uncertainty informative? Accuracy on the most uncertain tenth.
+    order = np.argsort(-mc.mutual_information, kind="stable")
+    tenth = max(1, len(order) // 10)
+    correct = mc.mean.argmax(1) == labels
+    result["uncertainty"] = {
+        "mean_mutual_information": float(mc.mutual_information.mean()),
+        "mean_std_of_predicted_class": float(
+            mc.std[np.arange(len(labels)), mc.mean.argmax(1)].mean()),
+        "accuracy_most_uncertain_tenth": float(correct[order[:tenth]].mean()),
+        "accuracy_other_nine_tenths": float(correct[order[tenth:]].mean())
+                                      if len(order) > tenth else float("nan"),
+    }
+    print(f"MC dropout, {num_samples} samples, {len(labels)} images:")
+    print(metrics.format_comparison(result["comparison"]))
+    for name, value in result["uncertainty"].items():
+      print(f"{name:<32}{value:>10.4f}")
+  if out_dir:
+    os.makedirs(out_dir, exist_ok=True)
+    files = {"reliability_single.png": lambda p: metrics.reliability_diagram(
+        single, labels, p, title="Single pass")}
+    if mc is not None:
+      files["reliability_mc.png"] = lambda p: metrics.reliability_diagram(
+          mc.mean, labels, p, title=f"MC dropout ({num_samples})")
+      files["certainty_mc.png"] = lambda p: metrics.certainty_examples(
+          images, mc.mean, labels, k=min(k, len(labels)), class_names=class_names,
+          uncertainty=mc.mutual_information, score_name="mutual info", std=mc.std,
+          path=p)
+    for name, draw in files.items():
+      draw(os.path.join(out_dir, name))
+      result["files"].append(os.path.join(out_dir, name))
+    path = os.path.join(out_dir, "metrics.json")
+    result["files"].append(path)
+    with open(path, "w") as f:
+      json.dump(result, f, indent=2)
+  return result
+
+
+def report(config, workdir: str, *, out_dir: str | None = None) -> dict[str, Any]:
+  """``--mode=predict_mc``: the trained workdir's model on the test split.
+
+  Uses ``config.inference.num_samples`` / ``batch_size`` and an rng derived
+  from ``config.seed``; writes into ``<workdir>/mc_dropout`` by default.
+  """
+  from jaxcnn import checkpoint  # Local: orbax and tf.data only when reporting.
+  from jaxcnn import input_pipeline
+  model, variables, _ = checkpoint.load_for_inference(workdir)
+  data = input_pipeline.create(config.dataset, global_batch_size=config.training.batch_size,
+                               seed=config.seed)
+  images, labels = data.as_numpy("test")
+  # A stream of its own: not the training dropout keys of the same seed.
+  rng = jax.random.fold_in(jax.random.key(config.seed), 0x4D43)
+  return evaluate_mc(model, variables, images, labels,
+                     num_samples=config.inference.num_samples, rng=rng,
+                     batch_size=config.inference.batch_size,
+                     class_names=data.info.class_names,
+                     out_dir=out_dir or os.path.join(workdir, "mc_dropout"))

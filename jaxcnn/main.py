@@ -64,7 +64,10 @@ def main(argv):
   config = FLAGS.config
   try:
     config_lib.validate(config)
-    if FLAGS.mode == "train":
+    if FLAGS.mode == "train" and config.transfer.feature_extraction:
+      from jaxcnn import transfer  # The frozen base runs once; the head trains.
+      transfer.train_head_on_features(config, FLAGS.workdir)
+    elif FLAGS.mode == "train":
       train.train_and_evaluate(config, FLAGS.workdir)
     elif FLAGS.mode == "eval":
       train.evaluate_workdir(config, FLAGS.workdir)

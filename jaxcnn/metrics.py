@@ -208,7 +208,8 @@ def compare(single_probs: Any, mc_probs: Any, labels: Any) -> dict[str, dict[str
   mc_probs, _ = _check(mc_probs, labels)
   if single_probs.shape != mc_probs.shape:
     raise ValueError(
-        f"single_probs {single_probs.shape} and mc_probs {mc_probs.shape} must have the same shape.")
+        f"single_probs {single_probs.shape} and mc_probs {mc_probs.shape} must have "
+        "the same shape.")
   out = {name: {"single": fn(single_probs, labels), "mc": fn(mc_probs, labels)}
          for name, fn in METRICS.items()}
   out["mean_entropy"] = {"single": mean_entropy(single_probs), "mc": mean_entropy(mc_probs)}
@@ -266,11 +267,12 @@ def reliability_diagram(probs: Any, labels: Any, path: str | os.PathLike | None 
   width = 1.0 / num_bins
   fig = _figure(5.0, 6.0, dpi)
   top, bottom = fig.subplots(2, 1, height_ratios=(3, 1), sharex=True)
-  acc = np.nan_to_num(bins.accuracy)
-  conf = np.where(bins.counts > 0, bins.confidence, centers)
-  top.bar(centers, acc, width=width, edgecolor="black", color="tab:blue", label="accuracy")
-  top.bar(centers, conf - acc, bottom=acc, width=width, edgecolor="tab:red",
-          color="tab:red", alpha=0.3, hatch="//", label="gap to confidence")
+  full = bins.counts > 0  # Empty bins get no bar: they carry no evidence.
+  acc, conf = bins.accuracy[full], bins.confidence[full]
+  top.bar(centers[full], acc, width=width, edgecolor="black", color="tab:blue",
+          label="accuracy")
+  top.bar(centers[full], conf - acc, bottom=acc, width=width, edgecolor="tab:red",
+          color="tab:red", alpha=0.3, hatch="//", label="gap to mean confidence")
   top.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
   top.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=f"{title} (ECE {ece:.4f})")
   top.legend(loc="upper left")
@@ -288,15 +290,17 @@ def _display(image: np.ndarray) -> tuple[np.ndarray, str | None]:
     image = image[..., 0]
   elif image.ndim == 3 and image.shape[-1] != 3:
     image = image[..., 0]  # Not RGB: show the first channel.
-  low, high = image.min(), image.max()
-  image = (image - low) / (high - low) if high > low else np.zeros_like(image)
+  # Percentiles, not min/max: standardized inputs have a few extreme pixels
+  # (rarely lit corners) that would leave the rest of the image black.
+  low, high = np.percentile(image, [1, 99])
+  image = np.clip((image - low) / (high - low), 0, 1) if high > low else np.zeros_like(image)
   return image, ("gray" if image.ndim == 2 else None)
 
 
 def certainty_examples(images: Any, probs: Any, labels: Any, *, k: int = 5,
                        class_names: Sequence[str] | None = None, uncertainty: Any = None,
-                       std: Any = None, path: str | os.PathLike | None = None,
-                       dpi: int = 100) -> Figure:
+                       score_name: str | None = None, std: Any = None,
+                       path: str | os.PathLike | None = None, dpi: int = 100) -> Figure:
   """The k most and k least certain images, each over its probability bars.
 
   Lecture 004 prints the MC probabilities (and their standard deviation) of
@@ -310,6 +314,7 @@ def certainty_examples(images: Any, probs: Any, labels: Any, *, k: int = 5,
     class_names: K names for the bar ticks (default: class ids).
     uncertainty: ``[N]`` scores to rank by, higher = less certain (e.g. the
       MC mutual information); default the predictive entropy of ``probs``.
+    score_name: what the titles call the score (default 'entropy' or 'score').
     std: optional ``[N, K]`` MC standard deviations, drawn as error bars.
     path: where to write the PNG; None = don't.
     dpi: resolution of the PNG.
@@ -336,6 +341,8 @@ def certainty_examples(images: Any, probs: Any, labels: Any, *, k: int = 5,
     std = np.asarray(std, dtype=np.float64)
     if std.shape != probs.shape:
       raise ValueError(f"std must be {probs.shape} like probs, got {std.shape}.")
+  if score_name is None:
+    score_name = "entropy" if uncertainty is None else "score"
   order = np.argsort(score, kind="stable")
   groups = (("most certain", order[:k]), ("least certain", order[::-1][:k]))
   fig = _figure(2.2 * k, 9.0, dpi)
@@ -348,7 +355,9 @@ def certainty_examples(images: Any, probs: Any, labels: Any, *, k: int = 5,
       image_ax.set_xticks([])
       image_ax.set_yticks([])
       predicted = int(probs[i].argmax())
-      image_ax.set_title(f"{group}\ntrue {names[labels[i]]}\nscore {score[i]:.3f}", fontsize=8)
+      image_ax.set_title(
+          f"{group}\ntrue {names[labels[i]]}, pred {names[predicted]} "
+          f"{probs[i, predicted]:.2f}\n{score_name} {score[i]:.3f}", fontsize=8)
       colors = ["tab:gray"] * num_classes
       colors[predicted] = "tab:red"
       colors[labels[i]] = "tab:green"

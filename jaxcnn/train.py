@@ -28,6 +28,7 @@ from jaxcnn import input_pipeline
 from jaxcnn import models
 from jaxcnn import optim
 from jaxcnn import parallel
+from jaxcnn import transfer
 from jaxcnn.parallel import TrainState
 
 # Host fetches of metrics (for the progress bar and the NaN check) happen every
@@ -73,6 +74,9 @@ def create_train_state(config: ml_collections.ConfigDict, model, tx,
   dummy = jnp.zeros((1,) + tuple(image_shape), jnp.float32)
   variables = jax.jit(lambda r, d: model.init(
       {"params": r, "dropout": dropout_rng}, d, train=False))(init_rng, dummy)
+  # Keras weights named by a `weights_path` override (e.g. VGG16); a no-op
+  # for models without one.
+  variables = models.load_pretrained(model, variables)
   params = variables["params"]
   batch_stats = variables.get("batch_stats", {})
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
@@ -220,6 +224,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   train_model = create_model(config, info.num_classes, axis_name=parallel.AXIS)
   tx = create_optimizer(config, data.steps_per_epoch)
   state = create_train_state(config, model, tx, info.image_shape)
+  if config.transfer.source or config.regularization.freeze:
+    # Pretrained weights in; frozen BatchNorm on moving stats, no backward
+    # pass through the frozen base.
+    state, train_model = transfer.apply(config, state, tx, train_model)
   if is_main_process():
     print(models.summary(model, info.image_shape))
     print(f"Data: {info.name}, {info.num_train} train / {info.num_validation} "

@@ -8,8 +8,10 @@ name, and some of its layers can be frozen:
   through ``checkpoint.load_for_inference``); '' = none.
 * ``config.transfer.layers``: globs of the layer names to copy. Empty (the
   default) copies every layer present in both with the same shapes; layers
-  whose name matches but whose shapes differ (a new head) keep their
-  initialization and are listed. Given, every matched layer must fit.
+  whose name matches but whose shapes differ keep their initialization and
+  are listed, which is allowed only after the last copied layer (a new
+  head): a mismatch inside the copied part is an error listing the shapes.
+  Given, every matched layer must fit.
 * ``config.regularization.freeze``: parameter globs that get no update and no
   optimizer state (:mod:`jaxcnn.optim.freeze`). :func:`freeze_before` writes
   the fine-tuning patterns: everything before a named layer
@@ -316,7 +318,9 @@ def match(source: Source, model: sequential.Sequential, variables: Mapping,
   Raises:
     TransferError: an input-channel mismatch on the first layer (grayscale
       data into an RGB base), a ``layers`` glob matching no layer, a selected
-      layer that does not fit, or (default selection) no layer that fits.
+      layer that does not fit; with the default selection, no layer that
+      fits, or a layer that does not fit before one that does (only the
+      last layers, a new head, may differ).
   """
   patterns = tuple(layers)
   with_vars = [n for n in model.layer_names if _flat_layer_vars(variables, n)]
@@ -345,6 +349,19 @@ def match(source: Source, model: sequential.Sequential, variables: Mapping,
         f"transfer.layers={list(patterns)} selects layers that {source.description} "
         "cannot fill:\n" + _describe_problems(plan) +
         f"\nSource layers: {', '.join(source.layers) or 'none'}.")
+  order = model.layer_names.index
+  early = [n for n in mismatched if copy and order(n) < order(copy[-1])]
+  if not patterns and early:
+    # A new head may differ; a layer that differs *before* one that fits
+    # means the source is another architecture, and copying around it
+    # would stitch unrelated weights together.
+    raise TransferError(
+        f"{source.description} does not fit the model '{model.preset}': layers "
+        f"before '{copy[-1]}' (which fits) have other shapes:\n" +
+        _describe_problems(dataclasses.replace(
+            plan, mismatched={n: mismatched[n] for n in early}, absent=())) +
+        "\nUse a source of the same architecture, or choose the layers to "
+        "copy with transfer.layers.")
   if not copy:
     raise TransferError(
         f"No layer of {source.description} fits the model '{model.preset}'.\n" +
@@ -558,7 +575,9 @@ def _check_feature_config(config, model, params, patterns) -> int:
         "images, so it cannot see augmented ones. Drop dataset.augmentation, "
         "or set transfer.feature_extraction = False to train end to end with "
         "the frozen base (the lecture's 'frozen base with augmentation').")
-  k = base_end(model, params, patterns)
+  # Dropout is no part of a cached base: the head starts at the first
+  # trainable or stochastic layer, whichever comes first.
+  k = min(base_end(model, params, patterns), models.first_stochastic_layer(model))
   if k == 0:
     raise TransferError(
         "transfer.feature_extraction needs a frozen base, but the first layer "
@@ -569,13 +588,6 @@ def _check_feature_config(config, model, params, patterns) -> int:
     raise TransferError(
         "transfer.feature_extraction: every layer is frozen, there is no head "
         "to train. Unfreeze the head layers in regularization.freeze.")
-  stochastic = [s.name for s in model.layers[:k] if s.layer_type.stochastic]
-  if stochastic:
-    raise TransferError(
-        f"The frozen base (layers before '{model.layer_names[k]}') holds "
-        f"dropout layers ({', '.join(stochastic)}), which feature extraction "
-        "would run once, without dropout. Move them after the base or train "
-        "end to end (transfer.feature_extraction = False).")
   return k
 
 
@@ -584,7 +596,7 @@ def train_head_on_features(config: ml_collections.ConfigDict, workdir: str
   """Feature extraction: the frozen base runs once, only the head trains.
 
   The base is ``layers[:k]`` where layer ``k`` is the first with a trainable
-  parameter. Its outputs on the train, validation and test parts are cached
+  parameter or the first dropout layer. Its outputs on the train, validation and test parts are cached
   in memory; the head (``layers[k:]``, same names and parameters) then
   trains on exactly the batches the image pipeline would give (same order,
   same dropout keys), which is why this equals end-to-end training with the
@@ -604,7 +616,7 @@ def train_head_on_features(config: ml_collections.ConfigDict, workdir: str
 
   Raises:
     TransferError: augmentation (features are fixed), no frozen base, nothing
-      to train, dropout inside the base; and what :func:`apply` raises.
+      to train; and what :func:`apply` raises.
   """
   from jaxcnn import checkpoint as checkpoint_lib
   from jaxcnn import input_pipeline

@@ -1,5 +1,6 @@
 """Config validation: bad keys fail before anything compiles, with a hint."""
 
+import ml_collections
 import pytest
 
 from jaxcnn import config as config_lib
@@ -25,8 +26,14 @@ def test_misspelled_section_names_closest():
 
 
 def test_wrong_type_is_named():
+  # Assigning to a typed field fails at once (ml_collections); a section
+  # replaced whole (e.g. from JSON) is caught by validate.
   c = config_lib.defaults()
-  c.training.num_epochs = "ten"
+  with pytest.raises(TypeError, match="num_epochs"):
+    c.training.num_epochs = "ten"
+  section = c.training.to_dict()
+  section["num_epochs"] = "ten"
+  c.training = ml_collections.ConfigDict(section)
   with pytest.raises(config_lib.ConfigError, match="training.num_epochs.*int"):
     config_lib.validate(c)
 

@@ -323,10 +323,10 @@ def test_model_is_hashable_for_jit():
   assert apply(v, x).shape == (2, 10)
 
 
-@pytest.mark.parametrize("name", ["mlp_selu", "cifar_cnn_dropout_maxnorm", "mlp_leaky_relu",
-                                  "vgg16_transfer"])
-def test_layer_specs_round_trip_through_plain_dicts(name):
-  model = models.create(name, kernel_regularizer={"l1": 0.5}) if name.startswith("cifar") \
-      else models.create(name)
+@pytest.mark.parametrize("name,overrides", [
+    ("mlp_selu", {}), ("mlp_leaky_relu", {}), ("vgg16_transfer", {"preprocess": True}),
+    ("cifar_cnn_dropout_maxnorm", {"kernel_regularizer": {"l1": 0.5}})])
+def test_layer_specs_round_trip_through_plain_dicts(name, overrides):
+  model = models.create(name, **overrides)
   plain = [models.specs.to_config(s) for s in model.layers]
   assert models.build(plain).layers == model.layers

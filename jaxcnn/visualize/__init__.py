@@ -27,6 +27,7 @@ from jaxcnn.visualize.patterns import filter_patterns
 from jaxcnn.visualize.patterns import generate_pattern
 from jaxcnn.visualize.patterns import pattern_grid
 from jaxcnn.visualize.patterns import plot_filter_patterns
+from jaxcnn.visualize.workdir import plot_workdir
 
 __all__ = [
     "HISTORY_FILE",
@@ -49,5 +50,6 @@ __all__ = [
     "plot_history",
     "plot_pattern_detection",
     "plot_smoothing",
+    "plot_workdir",
     "tile_feature_maps",
 ]

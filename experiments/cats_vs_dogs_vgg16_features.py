@@ -1,0 +1,47 @@
+r"""Lecture 003, cats vs dogs: VGG16 feature extraction ("transferencia total").
+
+VGG16's ImageNet base (Keras' ``..._notop.h5``, loaded by name) is frozen and
+run once over the 4,000 images (4x4x512 = 8,192 features each at 150x150);
+only Dense(256)-Dropout(0.5)-Dense(1) trains, RMSProp 2e-5, 30 epochs of
+batches of 20. Images are fed as Keras' ``preprocess_input`` expects (the
+``preprocess`` layer: RGB->BGR, ImageNet mean subtracted).
+
+The weights file is given by the user (nothing is downloaded):
+  wget https://storage.googleapis.com/tensorflow/keras-applications/vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5
+  python -m jaxcnn.main --config=experiments/cats_vs_dogs_vgg16_features.py:/path/to/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 \
+      --workdir=workdirs/cats_vs_dogs_vgg16_features
+
+Without an argument the file is looked for where Keras caches it
+(~/.keras/models/). Expected (lecture): about 0.90, overfitting from epoch 5.
+"""
+
+import os
+
+from jaxcnn import config as config_lib
+from jaxcnn import transfer
+
+KERAS_CACHE = "~/.keras/models/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
+def get_config(arg: str = ""):
+  config = config_lib.defaults()
+  config.dataset.name = "cats_vs_dogs"
+  config.dataset.train_split = "train"
+  config.dataset.num_train_examples = 3000
+  config.dataset.validation_split = 1000
+  config.dataset.test_split = "train[3000:4000]"
+  config.dataset.image_size = (150, 150)
+  config.dataset.normalization = "rescale"
+  config.dataset.shuffle_buffer = 3000
+  config.model.name = "vgg16_transfer"
+  config.model.preprocess = True  # x * 255 -> Keras' caffe preprocess_input
+  config.model.dropout_rate = 0.5
+  config.transfer.source = os.path.expanduser(arg or KERAS_CACHE)
+  config.transfer.feature_extraction = True
+  config.regularization.freeze = transfer.freeze_before(config.model, "flatten")
+  config.optimizer.name = "rmsprop"
+  config.optimizer.learning_rate = 2e-5
+  config.training.batch_size = 20
+  config.training.num_epochs = 30
+  config.lock()
+  return config

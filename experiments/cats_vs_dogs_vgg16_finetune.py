@@ -1,0 +1,47 @@
+r"""Lecture 003, cats vs dogs: fine-tuning VGG16 from ``block5_conv1`` ("entonación fina").
+
+Starts from the whole model trained by ``cats_vs_dogs_vgg16_frozen_augment.py``
+(its workdir is the transfer source: base and trained head), unfreezes
+block5_conv1..block5_conv3 (blocks 1-4 stay frozen:
+``transfer.freeze_before(model, 'block5_conv1')``) and trains with the same
+augmentation at RMSProp 1e-5 for 100 epochs.
+
+Launch (after the frozen-base run; the argument is its workdir):
+  python -m jaxcnn.main --config=experiments/cats_vs_dogs_vgg16_finetune.py:workdirs/cats_vs_dogs_vgg16_frozen_augment \
+      --workdir=workdirs/cats_vs_dogs_vgg16_finetune
+
+Starting straight from the ImageNet file also works (the head then starts
+from random weights): pass the .h5 path as the argument.
+Expected (lecture): about 0.97.
+"""
+
+from jaxcnn import config as config_lib
+from jaxcnn import transfer
+
+AUGMENTATION = {"rotation_range": 40, "width_shift_range": 0.2,
+                "height_shift_range": 0.2, "shear_range": 0.2, "zoom_range": 0.2,
+                "horizontal_flip": True, "fill_mode": "nearest"}
+
+
+def get_config(arg: str = ""):
+  config = config_lib.defaults()
+  config.dataset.name = "cats_vs_dogs"
+  config.dataset.train_split = "train"
+  config.dataset.num_train_examples = 3000
+  config.dataset.validation_split = 1000
+  config.dataset.test_split = "train[3000:4000]"
+  config.dataset.image_size = (150, 150)
+  config.dataset.normalization = "rescale"
+  config.dataset.shuffle_buffer = 3000
+  config.dataset.augmentation.update(AUGMENTATION)
+  config.model.name = "vgg16_transfer"
+  config.model.preprocess = True
+  config.transfer.source = arg or "workdirs/cats_vs_dogs_vgg16_frozen_augment"
+  config.regularization.freeze = transfer.freeze_before(config.model, "block5_conv1")
+  config.optimizer.name = "rmsprop"
+  config.optimizer.learning_rate = 1e-5
+  config.training.batch_size = 20
+  config.training.num_epochs = 100
+  config.training.checkpoint_every_epochs = 5
+  config.lock()
+  return config

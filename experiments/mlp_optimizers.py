@@ -1,0 +1,61 @@
+r"""Lecture 004's optimizers, every one on the same Fashion-MNIST MLP.
+
+Model: ``mlp`` preset with elu + he_normal (300-100-10), per-pixel
+standardized inputs, batch 32, 5,000 validation images. Each member changes
+the optimizer only, with the lecture's hyperparameters where it gives them
+(``SGD(lr=0.001, momentum=0.9)``, ``RMSprop(lr=0.001, rho=0.9)``,
+``Adam(lr=0.001, beta_1=0.9, beta_2=0.999)``) and Keras' defaults otherwise.
+
+Launch:
+  python -m jaxcnn.ladder --config_file=experiments/mlp_optimizers.py --out=workdirs/ladders/mlp_optimizers
+
+The lecture gives no numbers; it says adaptive methods (RMSProp, Adam,
+Nadam) usually converge fastest, AdaGrad stops too early on deep nets.
+"""
+
+from jaxcnn import config as config_lib
+
+# member -> (what it changes, the lecture's claim), optimizer settings
+MEMBERS = {
+    "sgd": ("SGD 0.01 (Keras default)", ""),
+    "momentum": ("SGD 0.001, momentum 0.9", "faster than SGD"),
+    "nesterov": ("SGD 0.001, Nesterov momentum 0.9", "faster than momentum"),
+    "adagrad": ("AdaGrad 0.001 (Keras default)", "stops too early"),
+    "rmsprop": ("RMSProp 0.001, rho 0.9", "adaptive: fast"),
+    "adam": ("Adam 0.001, 0.9, 0.999", "adaptive: fast"),
+    "adamax": ("Adamax 0.001", ""),
+    "nadam": ("Nadam 0.001", "often a bit better than Adam"),
+}
+_OPT = {
+    "sgd": dict(name="sgd", learning_rate=0.01),
+    "momentum": dict(name="sgd", learning_rate=0.001, momentum=0.9),
+    "nesterov": dict(name="sgd", learning_rate=0.001, momentum=0.9, nesterov=True),
+    "adagrad": dict(name="adagrad", learning_rate=0.001),
+    "rmsprop": dict(name="rmsprop", learning_rate=0.001, rho=0.9),
+    "adam": dict(name="adam", learning_rate=0.001, beta_1=0.9, beta_2=0.999),
+    "adamax": dict(name="adamax", learning_rate=0.001),
+    "nadam": dict(name="nadam", learning_rate=0.001),
+}
+
+
+def get_ladder(options: str = "") -> list[str]:
+  del options
+  return list(MEMBERS)
+
+
+def get_config(arg: str = "adam"):
+  member = arg.split(",")[0] or "adam"
+  if member not in MEMBERS:
+    raise config_lib.ConfigError(
+        f"Unknown member '{member}'; members: {', '.join(MEMBERS)}.")
+  config = config_lib.defaults()
+  config.dataset.name = "fashion_mnist"
+  config.dataset.validation_split = 5000
+  config.dataset.normalization = "standardize_pixel"
+  config.model.name = "mlp_elu"
+  config.optimizer = config_lib.ml_collections.ConfigDict(_OPT[member])
+  config.training.batch_size = 32
+  config.training.num_epochs = 10
+  config.training.progress_bar = False
+  config.lock()
+  return config

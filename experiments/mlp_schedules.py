@@ -1,0 +1,65 @@
+r"""Lecture 004's learning-rate schedules, every one on the same Fashion-MNIST MLP.
+
+Model: ``mlp`` preset with elu + he_normal (300-100-10), per-pixel
+standardized inputs, SGD with lr0 = 0.01, batch 32, 5,000 validation images, 20 epochs
+(past the piecewise boundaries). Each member changes the schedule only, with the lecture's parameters:
+power ``lr0 / (1 + t/s)`` with ``decay=1e-4`` per step (s = 10,000 steps),
+exponential ``lr0 * 0.1**(epoch/20)``, piecewise 0.01 / 0.005 / 0.001 at
+epochs 5 and 15, performance ``ReduceLROnPlateau(factor=0.5, patience=5)``,
+and 1cycle from 0.01 up to 0.05 and back (momentum 0.95 -> 0.85 -> 0.95).
+
+Launch:
+  python -m jaxcnn.ladder --config_file=experiments/mlp_schedules.py --out=workdirs/ladders/mlp_schedules
+
+The lecture gives no numbers (exponential, performance and 1cycle are said
+to work well; 1cycle converges fastest).
+"""
+
+from jaxcnn import config as config_lib
+
+MEMBERS = {
+    "constant": ("constant 0.01", ""),
+    "power": ("power: 0.01 / (1 + step/10000)", ""),
+    "exponential": ("exponential: 0.01 * 0.1**(epoch/20)", "works well"),
+    "piecewise": ("piecewise 0.01 / 0.005 / 0.001 at epochs 5, 15", ""),
+    "plateau": ("performance: x0.5 after 5 epochs without val_loss gain",
+                "works well"),
+    "1cycle": ("1cycle 0.01 -> 0.05 -> 0.01, momentum 0.95 -> 0.85",
+               "converges fastest"),
+}
+_SCHEDULE = {
+    "constant": dict(name="constant"),
+    "power": dict(name="power", s=10_000.0, c=1.0, unit="step"),
+    "exponential": dict(name="exponential", s=20.0, decay_rate=0.1, unit="epoch"),
+    "piecewise": dict(name="piecewise", boundaries=(5, 15),
+                      values=(0.01, 0.005, 0.001), unit="epoch"),
+    "plateau": dict(name="plateau", factor=0.5, patience=5),
+    "1cycle": dict(name="1cycle", max_learning_rate=0.05),
+}
+
+
+def get_ladder(options: str = "") -> list[str]:
+  del options
+  return list(MEMBERS)
+
+
+def get_config(arg: str = "constant"):
+  member = arg.split(",")[0] or "constant"
+  if member not in MEMBERS:
+    raise config_lib.ConfigError(
+        f"Unknown member '{member}'; members: {', '.join(MEMBERS)}.")
+  config = config_lib.defaults()
+  config.dataset.name = "fashion_mnist"
+  config.dataset.validation_split = 5000
+  config.dataset.normalization = "standardize_pixel"
+  config.model.name = "mlp_elu"
+  config.optimizer.name = "sgd"
+  config.optimizer.learning_rate = 0.01
+  if member == "1cycle":
+    config.optimizer.momentum = 0.9  # Cycled 0.95 -> 0.85 -> 0.95 by 1cycle.
+  config.schedule = config_lib.ml_collections.ConfigDict(_SCHEDULE[member])
+  config.training.batch_size = 32
+  config.training.num_epochs = 20
+  config.training.progress_bar = False
+  config.lock()
+  return config

@@ -1,0 +1,114 @@
+r"""Lecture 000's regularization ladder (CIFAR-10 in the lecture; Fashion-MNIST here).
+
+One member per rung, each named by its config string; every rung after
+``normalization`` keeps the standardized input (the lecture's network only
+"finally works" once the data are normalized), and the last three build on
+dropout + max-norm as the lecture's titles say. The network is
+``models.PRESETS['cifar_cnn']``: three 3x3 'same' conv blocks of 32/64/128
+filters, Flatten, Dense(128), Dense(10) (the lecture's code cells are empty;
+see ``jaxcnn/models/presets.py``). Adam 1e-3, batch 128.
+
+Launch the whole ladder (Fashion-MNIST, runs here: the first 2,000 training
+images, 500 of them for validation, 1,000 test images, 2 epochs, so that the
+unpooled rungs -- about 0.5 GFLOP per training image -- fit a shared 2-core
+CPU; pass --train_examples/--test_examples/--epochs for more):
+  python -m jaxcnn.ladder --config_file=experiments/regularization_ladder.py --out=workdirs/ladders/regularization_fashion_mnist
+The lecture's CIFAR-10 ladder (full 50,000 images; needs CIFAR-10 in TFDS):
+  python -m jaxcnn.ladder --config_file=experiments/regularization_ladder.py --options=cifar10 --out=workdirs/ladders/regularization_cifar10
+One rung alone:
+  python -m jaxcnn.main --config=experiments/regularization_ladder.py:l2 --workdir=workdirs/reg_l2
+
+Config string: ``<member>[,cifar10][,quick]``.
+
+The lecture's numbers (CIFAR-10): with normalized inputs "~0.99 in training
+and ~0.7 in test"; BatchNorm and the regularizers narrow that gap; adding
+max-pooling "trains much faster" with lower accuracy; stride-2 convolutions
+instead of pooling are "similar in speed, but the accuracy is lower".
+"""
+
+from jaxcnn import config as config_lib
+
+# member -> (what it changes, the lecture's number or claim)
+MEMBERS = {
+    "baseline": ("raw pixels 0-255, no regularization", "does not train well"),
+    "normalization": ("+ inputs standardized with the training split's mean/std",
+                      "~0.99 train / ~0.7 test"),
+    "batchnorm": ("+ BatchNorm after every conv (Conv, BN, ReLU)",
+                  "less overfitting"),
+    "l2": ("+ L2 1e-4 on every kernel", "less overfitting"),
+    "l1": ("+ L1 1e-5 on every kernel", "less overfitting"),
+    "elastic_net": ("+ L1 1e-5 and L2 1e-4", "less overfitting"),
+    "max_norm": ("+ max-norm 3 on every kernel", "less overfitting"),
+    "dropout": ("+ Dropout 0.25 after each conv block, 0.5 after Dense(128)",
+                "less overfitting"),
+    "dropout_maxnorm": ("+ dropout and max-norm 3", "less overfitting"),
+    "dropout_maxnorm_maxpool": ("dropout + max-norm + 2x2 max-pooling per block",
+                                "much faster, lower accuracy"),
+    "dropout_maxnorm_strides": ("dropout + max-norm, stride-2 convs, no pooling",
+                                "as fast as pooling, lower accuracy"),
+}
+
+_PRESET = {
+    "baseline": "cifar_cnn",
+    "normalization": "cifar_cnn",
+    "batchnorm": "cifar_cnn_bn",
+    "l2": "cifar_cnn_l2",
+    "l1": "cifar_cnn_l1",
+    "elastic_net": "cifar_cnn_elastic_net",
+    "max_norm": "cifar_cnn_maxnorm",
+    "dropout": "cifar_cnn_dropout",
+    "dropout_maxnorm": "cifar_cnn_dropout_maxnorm",
+    "dropout_maxnorm_maxpool": "cifar_cnn_dropout_maxnorm_maxpool",
+    "dropout_maxnorm_strides": "cifar_cnn_dropout_maxnorm_strides",
+}
+
+_OPTIONS = ("cifar10", "quick")
+
+
+def get_ladder(options: str = "") -> list[str]:
+  del options  # The same rungs on either dataset.
+  return list(MEMBERS)
+
+
+def _parse(arg: str) -> tuple[str, set[str]]:
+  parts = [p for p in arg.split(",") if p]
+  member = parts[0] if parts else "normalization"
+  options = set(parts[1:])
+  if member not in MEMBERS:
+    raise config_lib.ConfigError(
+        f"Unknown rung '{member}'; rungs: {', '.join(MEMBERS)}.")
+  bad = options - set(_OPTIONS)
+  if bad:
+    raise config_lib.ConfigError(
+        f"Unknown option(s) {', '.join(sorted(bad))}; options: {', '.join(_OPTIONS)}.")
+  return member, options
+
+
+def get_config(arg: str = "normalization"):
+  member, options = _parse(arg)
+  config = config_lib.defaults()
+  if "cifar10" in options:
+    config.dataset.name = "cifar10"
+    config.dataset.validation_split = 5000
+    config.training.num_epochs = 20
+  else:
+    config.dataset.name = "fashion_mnist"
+    # A small training set, so the unpooled baseline overfits as on CIFAR-10
+    # and the ladder fits a CPU; the full test set measures generalization.
+    config.dataset.num_train_examples = 2000
+    config.dataset.validation_split = 500
+    config.dataset.num_test_examples = 1000
+    config.training.num_epochs = 2
+  config.dataset.normalization = "none" if member == "baseline" else "standardize"
+  config.model.name = _PRESET[member]
+  config.optimizer.name = "adam"
+  config.optimizer.learning_rate = 1e-3
+  config.training.batch_size = 128
+  config.training.progress_bar = False
+  if "quick" in options:
+    config.dataset.num_train_examples = 1200
+    config.dataset.validation_split = 200
+    config.dataset.num_test_examples = 500
+    config.training.num_epochs = 1
+  config.lock()
+  return config

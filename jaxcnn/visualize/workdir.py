@@ -1,0 +1,287 @@
+"""Every figure of a trained workdir, written to ``<workdir>/plots/`` (``--mode=visualize``).
+
+::
+
+  python -m jaxcnn.main --config=experiments/fashion_mnist_cnn.py --workdir=DIR --mode=visualize
+  paths = jaxcnn.visualize.plot_workdir(config, DIR)   # the same from a notebook
+
+The model and its weights come from the workdir's latest checkpoint (its own
+``config.json``, so the model is the one that was trained); the test images
+come through the same input pipeline and normalization the model was trained
+with. A model without conv layers (an MLP) gets its training curves only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Mapping, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxcnn.visualize import _tree
+from jaxcnn.visualize._figure import finish, new_figure
+from jaxcnn.visualize.activations import feature_maps, plot_feature_maps
+from jaxcnn.visualize.classic import plot_classic_kernels
+from jaxcnn.visualize.filters import _is_conv, conv_kernel, plot_filters
+from jaxcnn.visualize.history import HISTORY_FILE, load_history, plot_history
+from jaxcnn.visualize.patterns import plot_filter_patterns
+
+PLOTS_DIR = "plots"
+# Spec types whose outputs are spatial feature maps (lecture 003 shows the
+# conv and max-pooling layers of its activation model).
+_FEATURE_MAP_TYPES = ("conv2d", "max_pooling2d", "average_pooling2d")
+# Lecture 003's activation model takes the first 8 layers, and it draws the
+# filter patterns of four conv layers (one per VGG16 block).
+_MAX_FEATURE_MAP_LAYERS = 8
+_MAX_PATTERN_LAYERS = 4
+# Where the model was trained may not be where the data lives now.
+_LOCATION_KEYS = ("data_dir", "mirror_dir")
+
+
+def conv_layer_names(model: nn.Module, variables: Mapping[str, Any]) -> list[str]:
+  """Names of the model's 2-D conv layers, in the order they run.
+
+  A ``jaxcnn.models.Sequential`` lists them from its layer specs; any other
+  linen module from its parameters (every node with a 4-D ``kernel``).
+  """
+  layers = getattr(model, "layers", None)
+  if layers is not None and all(hasattr(s, "type") for s in layers):
+    return [spec.name for spec in layers if spec.type == "conv2d"]
+  return list(_tree.named_nodes(variables.get("params", variables), _is_conv))
+
+
+def feature_map_layer_names(model: nn.Module, variables: Mapping[str, Any]) -> list[str]:
+  """The conv and pooling layers whose outputs are feature maps (at most 8)."""
+  layers = getattr(model, "layers", None)
+  if layers is not None and all(hasattr(s, "type") for s in layers):
+    names = [spec.name for spec in layers if spec.type in _FEATURE_MAP_TYPES]
+  else:
+    names = conv_layer_names(model, variables)
+  return names[:_MAX_FEATURE_MAP_LAYERS]
+
+
+def _dataset_config(config: ml_collections.ConfigDict | None,
+                    trained: ml_collections.ConfigDict,
+                    num_images: int) -> ml_collections.ConfigDict:
+  """The trained dataset section, reading only ``num_images`` test images.
+
+  The preprocessing (dataset, split, normalization statistics of the training
+  part, image size) must be the one the model saw, so it comes from the
+  workdir's own config; only where the data lives comes from ``config``.
+  """
+  dataset = ml_collections.ConfigDict(trained.dataset.to_dict())
+  if config is not None:
+    for key in _LOCATION_KEYS:
+      if config.dataset.get(key):
+        dataset[key] = config.dataset[key]
+  dataset.num_test_examples = num_images
+  # Augmentation is for training only; an empty section builds nothing.
+  dataset.augmentation = ml_collections.ConfigDict()
+  return dataset
+
+
+def _pixels(images: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+  """Normalized model inputs back to displayable [0, 1] pixels."""
+  return np.clip(images * std + mean, 0.0, 1.0)
+
+
+def _slug(text: str) -> str:
+  return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def plot_test_images(images: np.ndarray, labels: Sequence[int], probs: np.ndarray,
+                     class_names: Sequence[str], *, mean: np.ndarray, std: np.ndarray,
+                     path: str | None = None, dpi: int = 100):
+  """The images whose feature maps are drawn, with true and predicted classes.
+
+  Args:
+    images: (N, H, W, C) normalized model inputs.
+    labels: (N,) true classes.
+    probs: (N, K) predicted probabilities.
+    class_names: K names.
+    mean, std: the normalization ``(x / 255 - mean) / std``, undone for display.
+    path: where to save the PNG, if anywhere.
+    dpi: pixels per inch.
+
+  Returns:
+    The Figure: one 2.2-inch panel per image.
+  """
+  n = len(images)
+  fig = new_figure(2.2 * n, 2.6, dpi)
+  axes = np.atleast_1d(fig.subplots(1, n, subplot_kw={"xticks": (), "yticks": ()}))
+  shown = _pixels(np.asarray(images), mean, std)
+  for i, ax in enumerate(axes):
+    image = shown[i]
+    if image.shape[-1] == 1:
+      ax.imshow(image[..., 0], cmap="gray_r", vmin=0, vmax=1)
+    else:
+      ax.imshow(image)
+    pred = int(np.argmax(probs[i]))
+    right = pred == int(labels[i])
+    ax.set_title(f"image {i}: {class_names[int(labels[i])]}\npredicted {class_names[pred]} "
+                 f"({probs[i, pred]:.2f})", fontsize=8, color="black" if right else "C3")
+  return finish(fig, path)
+
+
+def _pattern_inputs(conv_name: str, variables, num_filters: int,
+                    image_shape: tuple[int, ...], mean: np.ndarray, std: np.ndarray,
+                    seed: int) -> tuple[np.ndarray, tuple[float, float]]:
+  """Starting noise and ``value_range`` for gradient ascent in the model's input scale.
+
+  The lecture's gray noise ``random * 20 + 128`` is drawn in pixels and
+  normalized exactly as the data was (per channel or per pixel); the step
+  scale uses the mean range of one pixel, ``((0 - mean) / std, (1 - mean) / std)``.
+  """
+  count = min(num_filters, conv_kernel(variables, conv_name).shape[-1])
+  noise = np.random.default_rng(seed).uniform(size=(count, *image_shape))
+  init = (((noise * 20.0 + 128.0) / 255.0) - mean) / std
+  low = float(np.mean((0.0 - mean) / std * np.ones(image_shape)))
+  high = float(np.mean((1.0 - mean) / std * np.ones(image_shape)))
+  return init.astype(np.float32), (low, high)
+
+
+def plot_workdir(config: ml_collections.ConfigDict | None, workdir: str, *,
+                 num_images: int = 3, pattern_layers: Sequence[str] | None = None,
+                 num_patterns: int = 64, pattern_steps: int = 40,
+                 pattern_step_size: float = 1.0, seed: int = 0,
+                 classic_kernels: bool = True, dpi: int = 100) -> list[str]:
+  """Writes the figures of a trained workdir into ``<workdir>/plots/``.
+
+  * ``history.png``: accuracy and loss per epoch, train vs validation (from
+    ``history.json``; lecture 003's two panels), and the learning rate when
+    a schedule changed it.
+  * ``filters_<layer>.png``: the kernels of the first conv layer (one tile
+    per filter) and of the second (one tile per input/output pair), as in
+    lecture 002.
+  * ``test_images.png`` and ``feature_maps_<i>_<class>.png``: a few test
+    images with the model's predictions, and for each the outputs of the
+    conv and pooling layers, tiled as lecture 003's activation model.
+  * ``filter_patterns_<layer>.png``: for each of the first four conv
+    layers, the inputs its filters respond to most (lecture 003's gradient
+    ascent from gray noise, in the model's input scale). A filter that gray
+    noise does not excite anywhere (ReLU output 0, so no gradient) keeps its
+    noise: deeper layers have more of them.
+  * ``classic_kernels.png``: the Gaussian, gradient and GIMP kernels on a
+    photograph (lectures 002 and 003); needs scikit-learn for the photo.
+
+  A model without conv layers gets ``history.png`` only (a note says so).
+
+  Args:
+    config: the experiment config; only where the data lives
+      (``dataset.data_dir``, ``dataset.mirror_dir``) is taken from it. The
+      model, dataset and normalization are those of the workdir's own
+      ``config.json``. None uses the workdir's config alone.
+    workdir: a training workdir (``config.json``, ``checkpoints/``,
+      ``history.json``).
+    num_images: test images whose feature maps are drawn.
+    pattern_layers: conv layers whose filter patterns are drawn; default
+      the first four (all when fewer); () draws none.
+    num_patterns: at most this many filters per grid (the lecture's 64).
+    pattern_steps: gradient ascent steps (the lecture's 40).
+    pattern_step_size: step in 0..255 pixel units (the lecture's 1).
+    seed: seed of the starting noise of the patterns.
+    classic_kernels: also draw the classic kernels figure.
+    dpi: pixels per inch of every PNG.
+
+  Returns:
+    The paths written, in the order above (none on processes other than 0).
+
+  Raises:
+    FileNotFoundError: the workdir has no config.json or no checkpoint.
+    ValueError: ``num_images`` < 1, or ``pattern_layers`` names a layer that
+      is not a conv layer (the message lists those that are).
+  """
+  # Imported here: they pull TensorFlow and Orbax, which the plotting
+  # functions of this package do not need.
+  from jaxcnn import checkpoint  # pylint: disable=g-import-not-at-top
+  from jaxcnn import input_pipeline  # pylint: disable=g-import-not-at-top
+
+  if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
+    raise ValueError(f"num_images must be an integer >= 1, got {num_images!r}")
+  workdir = os.path.abspath(workdir)
+  out_dir = os.path.join(workdir, PLOTS_DIR)
+  written: list[str] = []
+  # Several hosts share one workdir: only process 0 writes, as for the logs.
+  writer = jax.process_index() == 0
+
+  def save(fig, name: str) -> None:
+    if writer:
+      path = os.path.join(out_dir, name)
+      finish(fig, path)
+      written.append(path)
+
+  model, variables, trained = checkpoint.load_for_inference(workdir)
+  title = f"{trained.model.name} on {trained.dataset.name}"
+  if os.path.exists(os.path.join(workdir, HISTORY_FILE)):
+    history = load_history(workdir)
+    # A constant learning rate is a flat line: worth a panel only when scheduled.
+    rates = [r for r in history.get("lr", []) if r == r]
+    save(plot_history(history, style="panels", show_lr=len(set(rates)) > 1,
+                      title=title, dpi=dpi), "history.png")
+  else:
+    print(f"Note: no {HISTORY_FILE} in {workdir} (no epoch finished yet): no training curves.")
+
+  convs = conv_layer_names(model, variables)
+  if not convs:
+    print(f"Note: {trained.model.name} has no conv layers: only the training curves are "
+          "drawn (filters, feature maps and filter patterns need a CNN).")
+    _report(written, out_dir)
+    return written
+  if pattern_layers is None:
+    pattern_layers = convs[:_MAX_PATTERN_LAYERS]
+  pattern_layers = [pattern_layers] if isinstance(pattern_layers, str) else list(pattern_layers)
+  unknown = [name for name in pattern_layers if name not in convs]
+  if unknown:
+    raise ValueError(f"pattern_layers {unknown} are not conv layers of "
+                     f"{trained.model.name}; valid: {convs}")
+
+  for name in convs[:2]:
+    save(plot_filters(variables, name, dpi=dpi), f"filters_{_slug(name)}.png")
+
+  data = input_pipeline.create(
+      _dataset_config(config, trained, num_images),
+      global_batch_size=jax.device_count(), seed=trained.seed)
+  info = data.info
+  images, labels = data.as_numpy("test")
+  images, labels = images[:num_images], labels[:num_images]
+  mean, std = np.asarray(info.mean, np.float32), np.asarray(info.std, np.float32)
+  logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, images)
+  if logits.shape[-1] == 1:  # one logit z: a binary classifier, softmax([0, z])
+    logits = jnp.concatenate([jnp.zeros_like(logits), logits], axis=-1)
+  probs = np.asarray(jax.nn.softmax(logits.astype(jnp.float32), axis=-1))
+  save(plot_test_images(images, labels, probs, info.class_names, mean=mean, std=std,
+                        dpi=dpi), "test_images.png")
+  maps = feature_maps(model, variables, images, feature_map_layer_names(model, variables))
+  for i in range(len(images)):
+    save(plot_feature_maps(maps, image_index=i, dpi=dpi),
+         f"feature_maps_{i}_{_slug(info.class_names[int(labels[i])])}.png")
+
+  for layer in pattern_layers:
+    init, value_range = _pattern_inputs(layer, variables, num_patterns, info.image_shape,
+                                        mean, std, seed)
+    save(plot_filter_patterns(model, variables, layer, input_shape=info.image_shape,
+                              num_filters=num_patterns, steps=pattern_steps,
+                              step_size=pattern_step_size, value_range=value_range,
+                              init=init, dpi=dpi),
+         f"filter_patterns_{_slug(layer)}.png")
+
+  if classic_kernels:
+    try:
+      save(plot_classic_kernels(dpi=dpi), "classic_kernels.png")
+    except ImportError as e:
+      print(f"Note: no classic kernels figure ({e}).")
+  _report(written, out_dir)
+  return written
+
+
+def _report(written: Sequence[str], out_dir: str) -> None:
+  if jax.process_index() != 0:
+    return
+  print(f"Wrote {len(written)} figure(s) to {out_dir}:")
+  for path in written:
+    print(f"  {path}")
