@@ -368,20 +368,32 @@ def main(argv=None) -> dict[str, Any]:
     except WorkerError as e:
       results["models"][n] = {"errors": {"jaxcnn": str(e)}}
       print(f"[{n}] failed: {e}", file=sys.stderr, flush=True)
+    results["seconds"] = time.time() - start
+    if _finish(results) and args.out:
+      _write_json(args.out, results)  # after every model: a cut-short run keeps its data
+  if not _finish(results):
+    raise SystemExit(f"No model could be measured; worker logs in {log_dir}.")
+  print()
+  print(format_table(results))
+  return results
+
+
+def _finish(results: dict[str, Any]) -> bool:
+  """Fills in the device and the peak fractions; False if nothing was measured."""
   measured = [m for m in results["models"].values() if "rows" in m]
   if not measured:
-    raise SystemExit(f"No model could be measured; worker logs in {log_dir}.")
+    return False
   first = measured[0]["frameworks"]["jaxcnn"]
   results["device"] = f"{first['local_devices']} x {first['device_kind']}"
   results["matmul_peak_gflops"] = add_peak_fractions(results)
-  results["seconds"] = time.time() - start
-  print()
-  print(format_table(results))
-  if args.out:
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-      json.dump(results, f, indent=2)
-  return results
+  return True
+
+
+def _write_json(path: str, obj: Any) -> None:
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path + ".tmp", "w") as f:
+    json.dump(obj, f, indent=2)
+  os.replace(path + ".tmp", path)
 
 
 if __name__ == "__main__":

@@ -244,10 +244,16 @@ class JaxcnnWorker:
     return int(out.shape[-1])
 
   def _flops_per_image(self, train_model, tx, step_kwargs) -> float:
-    """XLA's count for the whole train step (one device, whole batch) / batch."""
+    """XLA:CPU's count for the whole train step (one device, whole batch) / batch.
+
+    Always compiled for the CPU: on a GPU, convolutions become cuDNN custom
+    calls, which XLA's cost analysis counts as zero FLOPs.
+    """
+    jax = self._jax
+    cpu = jax.devices("cpu")[0]
     step = self._parallel.make_train_step(train_model, tx, pmap=False, **step_kwargs)
-    host_batch = self._jax.device_get(self._device_batch)
-    cost = step.lower(self.state, host_batch).compile().cost_analysis()
+    state, batch = jax.device_put((self.state, jax.device_get(self._device_batch)), cpu)
+    cost = step.lower(state, batch).compile().cost_analysis()
     if isinstance(cost, (list, tuple)):
       cost = cost[0]
     return float(cost["flops"]) / self.batch_size

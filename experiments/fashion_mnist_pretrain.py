@@ -10,7 +10,7 @@ of image, reused on few images of another kind.
 Launch (about 2 minutes on 2 CPU cores):
   python -m jaxcnn.main --config=experiments/fashion_mnist_pretrain.py --workdir=workdirs/fashion_mnist_pretrain
 
-Expected: about 0.89 test accuracy after 5 epochs.
+Expected: about 0.89 test accuracy after 5 epochs (seen: 0.895).
 """
 
 from jaxcnn import config as config_lib

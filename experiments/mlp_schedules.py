@@ -1,8 +1,9 @@
 r"""Lecture 004's learning-rate schedules, every one on the same Fashion-MNIST MLP.
 
 Model: ``mlp`` preset with elu + he_normal (300-100-10), per-pixel
-standardized inputs, SGD with lr0 = 0.01, batch 32, 5,000 validation images, 20 epochs
-(past the piecewise boundaries). Each member changes the schedule only, with the lecture's parameters:
+standardized inputs, SGD with lr0 = 0.01, batch 32, 5,000 validation images,
+20 epochs (past the piecewise boundaries). Each member changes the schedule
+only, with the lecture's parameters:
 power ``lr0 / (1 + t/s)`` with ``decay=1e-4`` per step (s = 10,000 steps),
 exponential ``lr0 * 0.1**(epoch/20)``, piecewise 0.01 / 0.005 / 0.001 at
 epochs 5 and 15, performance ``ReduceLROnPlateau(factor=0.5, patience=5)``,

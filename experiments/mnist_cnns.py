@@ -8,7 +8,7 @@ BatchNorm after each conv's ReLU (the lecture's order).
 Launch on MNIST (the lecture's dataset; needs MNIST in TFDS, not available
 on the offline machine):
   python -m jaxcnn.ladder --config_file=experiments/mnist_cnns.py --out=workdirs/ladders/mnist_cnns
-The same ladder on Fashion-MNIST (runs here):
+The same ladder on Fashion-MNIST (runs here; RESULTS.md used --epochs=2):
   python -m jaxcnn.ladder --config_file=experiments/mnist_cnns.py --options=fashion_mnist --out=workdirs/ladders/mnist_cnns_fashion
 One model:
   python -m jaxcnn.main --config=experiments/mnist_cnns.py:cnn_small_bn,fashion_mnist --workdir=workdirs/cnn_small_bn
@@ -21,9 +21,10 @@ earlier dense network "with fewer parameters" and plots val_accuracy between
 from jaxcnn import config as config_lib
 
 MEMBERS = {
-    "cnn": ("2x (Conv 32 + MaxPool), Dense 64; 20 epochs", "val_accuracy 0.9-1 (MNIST plot)"),
-    "cnn_small": ("8 filters per conv; 10 epochs", ""),
-    "cnn_small_bn": ("cnn_small + BatchNorm after each conv; 10 epochs",
+    "cnn": ("2x (Conv 32 + MaxPool), Dense 64 (lecture: 20 epochs)",
+            "val_accuracy 0.9-1 (MNIST plot)"),
+    "cnn_small": ("8 filters per conv (lecture: 10 epochs)", ""),
+    "cnn_small_bn": ("cnn_small + BatchNorm after each conv (lecture: 10 epochs)",
                      "trains faster than cnn_small"),
 }
 _EPOCHS = {"cnn": 20, "cnn_small": 10, "cnn_small_bn": 10}

@@ -18,7 +18,11 @@ The lecture's CIFAR-10 ladder (full 50,000 images; needs CIFAR-10 in TFDS):
 One rung alone:
   python -m jaxcnn.main --config=experiments/regularization_ladder.py:l2 --workdir=workdirs/reg_l2
 
-Config string: ``<member>[,cifar10][,quick]``.
+The overfitting regime on Fashion-MNIST (800 train / 200 validation images,
+8 epochs; RESULTS.md ran five rungs of it):
+  python -m jaxcnn.ladder --config_file=experiments/regularization_ladder.py --options=overfit --members=normalization,l2,dropout,dropout_maxnorm_maxpool,dropout_maxnorm_strides --out=workdirs/ladders/regularization_fashion_mnist_overfit
+
+Config string: ``<member>[,cifar10][,overfit][,quick]``.
 
 The lecture's numbers (CIFAR-10): with normalized inputs "~0.99 in training
 and ~0.7 in test"; BatchNorm and the regularizers narrow that gap; adding
@@ -62,7 +66,7 @@ _PRESET = {
     "dropout_maxnorm_strides": "cifar_cnn_dropout_maxnorm_strides",
 }
 
-_OPTIONS = ("cifar10", "quick")
+_OPTIONS = ("cifar10", "quick", "overfit")
 
 
 def get_ladder(options: str = "") -> list[str]:
@@ -105,6 +109,11 @@ def get_config(arg: str = "normalization"):
   config.optimizer.learning_rate = 1e-3
   config.training.batch_size = 128
   config.training.progress_bar = False
+  if "overfit" in options:  # Fewer images, more epochs: the overfitting regime.
+    config.dataset.num_train_examples = 1000
+    config.dataset.validation_split = 200
+    config.dataset.num_test_examples = 1000
+    config.training.num_epochs = 8
   if "quick" in options:
     config.dataset.num_train_examples = 1200
     config.dataset.validation_split = 200

@@ -50,6 +50,10 @@ COLUMNS = ("member", "changes", "epochs", "train_loss", "train_accuracy",
            "val_loss", "val_accuracy", "best_epoch", "test_loss",
            "test_accuracy", "wall_time_s", "images_per_second", "lecture")
 
+# Config keys that change only what is printed or logged, not the run: a
+# finished run that differs in these alone is reused.
+COSMETIC_KEYS = ("training.progress_bar", "training.log_every_steps")
+
 TrainFn = Callable[[ml_collections.ConfigDict, str], Any]
 
 
@@ -160,15 +164,26 @@ def apply_overrides(config: ml_collections.ConfigDict, *, epochs: int = 0,
   return config
 
 
+def _without_cosmetic(config: dict) -> dict:
+  for key in COSMETIC_KEYS:
+    section, name = key.split(".")
+    config.get(section, {}).pop(name, None)
+  return config
+
+
 def _same_config(workdir: str, config: ml_collections.ConfigDict) -> bool | None:
-  """Whether ``workdir/config.json`` equals ``config`` (None: no file)."""
+  """Whether ``workdir/config.json`` equals ``config`` (None: no file).
+
+  Keys in :data:`COSMETIC_KEYS` are not compared.
+  """
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     return None
   with open(path) as f:
     saved = json.load(f)
   # Through JSON both ways, so tuples and lists compare equal.
-  return saved == json.loads(json.dumps(config_lib.to_dict(config)))
+  current = json.loads(json.dumps(config_lib.to_dict(config)))
+  return _without_cosmetic(saved) == _without_cosmetic(current)
 
 
 def _read_json(path: str) -> Any:
@@ -188,7 +203,8 @@ def run_member(ladder: Ladder, member: str, out: str, *,
     overrides: keyword arguments of :func:`apply_overrides`.
     overwrite: delete a workdir whose config differs instead of failing.
     train_fn: ``(config, workdir) -> anything``; default
-      :func:`jaxcnn.train.train_and_evaluate`.
+      :func:`default_train` (``train.train_and_evaluate``, or
+      ``transfer.train_head_on_features`` for feature extraction).
 
   Returns:
     ``'reused'`` or ``'trained'``.
@@ -210,12 +226,20 @@ def run_member(ladder: Ladder, member: str, out: str, *,
   elif same and os.path.exists(os.path.join(workdir, "results.json")):
     _extra(ladder, member, config, workdir)
     return "reused"
-  if train_fn is None:
-    from jaxcnn import train  # Local: importing JAX is slow and tests pass a fake.
-    train_fn = train.train_and_evaluate
-  train_fn(config, workdir)
+  (train_fn or default_train)(config, workdir)
   _extra(ladder, member, config, workdir)
   return "trained"
+
+
+def default_train(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Trains as ``jaxcnn.main --mode=train`` does (feature extraction included)."""
+  # Local imports: importing JAX is slow and tests pass their own train_fn.
+  if config.transfer.feature_extraction:
+    from jaxcnn import transfer  # The frozen base runs once; the head trains.
+    transfer.train_head_on_features(config, workdir)
+  else:
+    from jaxcnn import train
+    train.train_and_evaluate(config, workdir)
 
 
 def _extra(ladder: Ladder, member: str, config, workdir: str) -> dict[str, float]:
@@ -366,7 +390,7 @@ def run(config_file: str, out: str, *, members: Sequence[str] | None = None,
       ``train_examples``, ``test_examples``, ``batch_size``).
     overwrite: retrain members whose workdir holds another config.
     plot: also write ``curves.png``.
-    train_fn: replaces :func:`jaxcnn.train.train_and_evaluate` (tests).
+    train_fn: replaces :func:`default_train` (tests).
 
   Returns:
     The table rows (also in ``out/results.csv``).

@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jaxcnn import checkpoint as checkpoint_lib
 from jaxcnn import config as config_lib
 from jaxcnn import models
 from jaxcnn import optim
@@ -208,7 +209,6 @@ class Source:
   """Weights to copy: ``layers[name]['params/kernel'] = array``."""
   description: str
   layers: dict[str, LayerVars]
-  input_channels: int | None = None
 
 
 def _flat_layer_vars(variables: Mapping, name: str) -> LayerVars:
@@ -251,7 +251,6 @@ def _keras_source(path: str, model: sequential.Sequential,
 
 
 def _workdir_source(path: str) -> Source:
-  from jaxcnn import checkpoint as checkpoint_lib  # Imports train lazily.
   _, variables, _ = checkpoint_lib.load_for_inference(path)
   variables = parallel.to_host(variables)
   layers = {name: _flat_layer_vars(variables, name)
@@ -298,7 +297,8 @@ class Plan:
 
 
 def _shape(x) -> tuple[int, ...]:
-  return tuple(np.shape(x))
+  # Arrays or jax.ShapeDtypeStruct (matching needs no values).
+  return tuple(x.shape) if hasattr(x, "shape") else tuple(np.shape(x))
 
 
 def _differences(source: LayerVars, target: LayerVars) -> list[str]:
@@ -384,10 +384,10 @@ def _check_input_channels(source: Source, model, variables, selected) -> None:
     return
   src = source.layers[first].get("params/kernel")
   dst = _flat_layer_vars(variables, first).get("params/kernel")
-  if src is None or dst is None or np.ndim(src) != 4 or np.ndim(dst) != 4:
+  if src is None or dst is None:
     return
   s, d = _shape(src), _shape(dst)
-  if s[:2] + s[3:] != d[:2] + d[3:] or s[2] == d[2]:
+  if len(s) != 4 or len(d) != 4 or s[:2] + s[3:] != d[:2] + d[3:] or s[2] == d[2]:
     return
   fix = ("set dataset.grayscale_to_rgb = True to repeat the gray channel"
          if d[2] == 1 and s[2] == 3 else
@@ -489,30 +489,28 @@ def apply(config: ml_collections.ConfigDict, state: TrainState, tx,
 # ---------------------------------------------------------------- features
 
 
-def _run_base(model, variables, stop: int):
-  @jax.jit
-  def run(x):
-    return model.apply(variables, x, train=False, stop=stop)
-  return run
-
-
 def extract_features(model: sequential.Sequential, variables: Mapping, data,
-                     split: str, stop: int) -> tuple[np.ndarray, np.ndarray]:
-  """Runs ``layers[:stop]`` once over a split (``Data.eval_batches`` order).
+                     splits: Iterable[str], stop: int
+                     ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """Runs ``layers[:stop]`` once over each split (``Data.eval_batches`` order).
 
   Returns:
-    ``(features f32[N, ...], labels i32[N])`` of this process, in the order
-    of ``data.as_numpy(split)`` (for 'train': the cached order, which
-    ``Data.epoch_order`` indexes).
+    ``{split: (features f32[N, ...], labels i32[N])}`` of this process, in
+    the order of ``data.as_numpy(split)`` (for 'train': the cached order,
+    which ``Data.epoch_order`` indexes).
   """
-  run = _run_base(model, variables, stop)
-  feats, labels = [], []
-  for batch in data.eval_batches(split):
-    mask = batch["mask"].reshape(-1)
-    x = batch["image"].reshape(-1, *batch["image"].shape[2:])
-    feats.append(np.asarray(run(x))[mask])
-    labels.append(batch["label"].reshape(-1)[mask])
-  return np.concatenate(feats), np.concatenate(labels)
+  # One compiled base for every split: all eval batches have the same shape.
+  run = jax.jit(lambda x: model.apply(variables, x, train=False, stop=stop))
+  out = {}
+  for split in splits:
+    feats, labels = [], []
+    for batch in data.eval_batches(split):
+      mask = batch["mask"].reshape(-1)
+      x = batch["image"].reshape(-1, *batch["image"].shape[2:])
+      feats.append(np.asarray(run(x))[mask])
+      labels.append(batch["label"].reshape(-1)[mask])
+    out[split] = (np.concatenate(feats), np.concatenate(labels))
+  return out
 
 
 class FeatureData:
@@ -618,7 +616,8 @@ def train_head_on_features(config: ml_collections.ConfigDict, workdir: str
     TransferError: augmentation (features are fixed), no frozen base, nothing
       to train; and what :func:`apply` raises.
   """
-  from jaxcnn import checkpoint as checkpoint_lib
+  # Local: train imports this module; tf.data only when features are made
+  # (experiment files import this module for freeze_before).
   from jaxcnn import input_pipeline
   from jaxcnn import train
   config_lib.validate(config)
@@ -652,7 +651,7 @@ def train_head_on_features(config: ml_collections.ConfigDict, workdir: str
       variables["batch_stats"] = state.batch_stats
     t0 = time.perf_counter()
     splits = ["train", "test"] + (["validation"] if info.num_validation else [])
-    features = {s: extract_features(model, variables, data, s, k) for s in splits}
+    features = extract_features(model, variables, data, splits, k)
     feature_data = FeatureData(data, features, config.training.batch_size)
     if main:
       print(f"Feature extraction: layers {model.layer_names[0]}..."

@@ -17,7 +17,6 @@ from jaxcnn import config as config_lib  # noqa: E402
 from jaxcnn import datasets  # noqa: E402
 from jaxcnn import digits  # noqa: E402
 from jaxcnn import models  # noqa: E402
-from jaxcnn import optim  # noqa: E402
 from jaxcnn import train  # noqa: E402
 from jaxcnn import transfer  # noqa: E402
 
