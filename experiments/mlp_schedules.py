@@ -7,7 +7,8 @@ only, with the lecture's parameters:
 power ``lr0 / (1 + t/s)`` with ``decay=1e-4`` per step (s = 10,000 steps),
 exponential ``lr0 * 0.1**(epoch/20)``, piecewise 0.01 / 0.005 / 0.001 at
 epochs 5 and 15, performance ``ReduceLROnPlateau(factor=0.5, patience=5)``,
-and 1cycle from 0.01 up to 0.05 and back (momentum 0.95 -> 0.85 -> 0.95).
+and 1cycle from 0.01 up to 0.05 and back (momentum 0.95 -> 0.85 -> 0.95;
+this diverges here) or, ``1cycle_low``, from 0.001 up to 0.01 and back.
 
 Launch:
   python -m jaxcnn.ladder --config_file=experiments/mlp_schedules.py --out=workdirs/ladders/mlp_schedules
@@ -27,6 +28,8 @@ MEMBERS = {
                 "works well"),
     "1cycle": ("1cycle 0.01 -> 0.05 -> 0.01, momentum 0.95 -> 0.85",
                "converges fastest"),
+    "1cycle_low": ("1cycle 0.001 -> 0.01 -> 0.001, momentum 0.95 -> 0.85",
+                   "converges fastest"),
 }
 _SCHEDULE = {
     "constant": dict(name="constant"),
@@ -36,6 +39,7 @@ _SCHEDULE = {
                       values=(0.01, 0.005, 0.001), unit="epoch"),
     "plateau": dict(name="plateau", factor=0.5, patience=5),
     "1cycle": dict(name="1cycle", max_learning_rate=0.05),
+    "1cycle_low": dict(name="1cycle", max_learning_rate=0.01),
 }
 
 
@@ -56,8 +60,10 @@ def get_config(arg: str = "constant"):
   config.model.name = "mlp_elu"
   config.optimizer.name = "sgd"
   config.optimizer.learning_rate = 0.01
-  if member == "1cycle":
+  if member.startswith("1cycle"):
     config.optimizer.momentum = 0.9  # Cycled 0.95 -> 0.85 -> 0.95 by 1cycle.
+  if member == "1cycle_low":
+    config.optimizer.learning_rate = 0.001
   config.schedule = config_lib.ml_collections.ConfigDict(_SCHEDULE[member])
   config.training.batch_size = 32
   config.training.num_epochs = 20
