@@ -29,7 +29,20 @@ cats_vs_dogs cannot be had offline, and the number is a throughput only).
 
 On a GPU machine the same command measures jaxcnn and every Keras backend
 that is installed there (``keras-torch`` too); frameworks whose packages are
-missing are skipped with the reason in the JSON.
+missing are skipped with the reason in the JSON. Where TensorFlow is missing,
+jaxcnn's data comes from a numpy feeder with its pipeline's order and
+normalization (``--jaxcnn-feeder``; the JSON names the one used).
+
+``--jaxcnn-variant NAME:VAR=VALUE[;VAR=VALUE]`` adds another jaxcnn worker
+started with those environment variables (XLA_FLAGS and PYTHONPATH are
+prepended to the current ones), timed in the same rounds: the way to measure
+an XLA flag or a patched module against jaxcnn as it is, e.g.
+
+  .venv/bin/python benchmarks/bench_throughput.py --frameworks jaxcnn,keras-tensorflow \
+      --jaxcnn-variant "noynn:XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
+
+The JSON (``--out``) is rewritten after every model, so a run cut short keeps
+what it measured. Worker logs are in ``--log-dir``.
 """
 
 from __future__ import annotations
