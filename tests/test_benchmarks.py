@@ -21,9 +21,10 @@ sys.path.insert(0, BENCH_DIR)
 
 import bench_throughput  # noqa: E402  pylint: disable=g-import-not-at-top
 import throughput_workloads as wl  # noqa: E402  pylint: disable=g-import-not-at-top
+import throughput_keras  # noqa: E402  pylint: disable=g-import-not-at-top
 import throughput_worker  # noqa: E402  pylint: disable=g-import-not-at-top
 
-from conftest import FASHION_MNIST_MIRROR  # noqa: E402
+FASHION_MNIST_MIRROR = wl.DEFAULT_MIRROR_DIR  # $JAXCNN_MIRROR_DIR or Debian's path
 
 
 def test_smoke_run_writes_the_expected_json(tmp_path, fashion_mnist_data_dir):
@@ -72,7 +73,7 @@ def test_keras_twin_has_jaxcnn_parameter_counts(name):
   summary = models.summary(model, workload.image_shape)
   keras.backend.clear_session()
   twin = keras.Sequential([keras.Input(workload.image_shape)] + [
-      throughput_worker.keras_layer(keras, specs.to_config(s)) for s in model.layers])
+      throughput_keras.keras_layer(keras, specs.to_config(s)) for s in model.layers])
   assert twin.count_params() == summary.total
   assert [l.name for l in twin.layers] == list(model.layer_names)
   assert twin.layers[-1].units == (1 if name == "cats_dogs_cnn" else 10)
@@ -81,10 +82,10 @@ def test_keras_twin_has_jaxcnn_parameter_counts(name):
 def test_keras_translation_refuses_what_it_cannot_translate():
   import keras  # pylint: disable=g-import-not-at-top
   with pytest.raises(ValueError, match="kernel_regularizer"):
-    throughput_worker.keras_layer(keras, {"type": "dense", "name": "d", "units": 3,
+    throughput_keras.keras_layer(keras, {"type": "dense", "name": "d", "units": 3,
                                           "kernel_regularizer": {"l2": 1e-4}})
   with pytest.raises(ValueError, match="no Keras translation"):
-    throughput_worker.keras_layer(keras, {"type": "locally_connected2d", "name": "l"})
+    throughput_keras.keras_layer(keras, {"type": "locally_connected2d", "name": "l"})
 
 
 def test_numpy_feeder_matches_jaxcnn_pipeline(fashion_mnist_data_dir):
