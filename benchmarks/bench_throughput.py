@@ -116,6 +116,12 @@ def _worker_env(keras_backend: str | None,
   env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.3")
   if keras_backend:
     env["KERAS_BACKEND"] = keras_backend
+  if keras_backend == "jax":
+    # Keras on JAX gets the XLA flags jaxcnn sets for itself at import (the
+    # same compiler for both JAX frameworks); its JSON info records them.
+    sys.path.insert(0, REPO)
+    from jaxcnn import xla_defaults  # pylint: disable=g-import-not-at-top
+    xla_defaults.apply(env)
   for var, value in (extra or {}).items():
     # PYTHONPATH and XLA_FLAGS extend what is set; anything else replaces it.
     if var in ("PYTHONPATH", "XLA_FLAGS") and env.get(var):

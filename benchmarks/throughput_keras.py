@@ -10,6 +10,7 @@ whatever ``$KERAS_BACKEND`` says: one per process.
 from __future__ import annotations
 
 import math
+import os
 import time
 from typing import Any
 
@@ -108,6 +109,7 @@ class KerasWorker:
     self.info = {"framework": f"keras-{backend}", "keras": keras.__version__,
                  "backend": backend, "jit_compile": bool(self.model.jit_compile),
                  "params": int(self.model.count_params()),
+                 "xla_flags": os.environ.get("XLA_FLAGS", ""),
                  "device": self._device(backend)}
 
   @staticmethod

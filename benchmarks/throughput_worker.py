@@ -208,6 +208,7 @@ class JaxcnnWorker:
         "device_kind": jax.devices()[0].device_kind,
         "local_devices": jax.local_device_count(), "jax": jax.__version__,
         "pipeline": pipeline, "params": int(summary.total),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "flops_per_image": self._flops_per_image(train_model, tx, step_kwargs),
         "layers": [specs.to_config(s) for s in model.layers],
         "image_shape": list(image_shape), "output_units": self._output_units(model, image_shape),

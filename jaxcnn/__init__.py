@@ -9,6 +9,11 @@ The notebook API, imported lazily so ``import jaxcnn`` stays cheap:
 
 import importlib
 
+from jaxcnn import xla_defaults
+
+# Before any JAX backend starts: XLA reads XLA_FLAGS once, at that moment.
+xla_defaults.apply()
+
 __version__ = "0.1.0"
 
 _LAZY = {

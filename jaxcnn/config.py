@@ -73,6 +73,9 @@ def defaults() -> ml_collections.ConfigDict:
   c.training.progress_bar = True
   c.training.log_every_steps = 100  # TensorBoard train scalars; device fetch
   c.training.label_smoothing = 0.0
+  # Validation/test metrics from the mean probabilities of each image and its
+  # left-right mirror (test-time augmentation; predict/predict_mc ignore it).
+  c.training.test_time_flip = False
 
   c.transfer = ml_collections.ConfigDict()
   c.transfer.source = ""  # '' = none; a jaxcnn workdir or a Keras .h5 weights file

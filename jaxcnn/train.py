@@ -243,7 +243,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       project_fn=lambda p: optim.constraints.project(p, rules),
       label_smoothing=config.training.label_smoothing,
       pmap=not jax.config.jax_debug_nans)
-  eval_step = parallel.make_eval_step(model, pmap=not jax.config.jax_debug_nans)
+  eval_step = parallel.make_eval_step(
+      model, pmap=not jax.config.jax_debug_nans,
+      test_time_flip=config.training.test_time_flip)
 
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                      max_to_keep=config.training.keep_checkpoints,
@@ -440,7 +442,8 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str) -> dict:
   state = TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
                      batch_stats=variables.get("batch_stats", {}), opt_state=(),
                      rng=jax.random.PRNGKey(0), plateau=())
-  result = evaluate(parallel.make_eval_step(model), state, data, "test")
+  result = evaluate(parallel.make_eval_step(
+      model, test_time_flip=config.training.test_time_flip), state, data, "test")
   print(f"Test: loss {result['loss']:.4f}, accuracy {result['accuracy']:.4f} "
         f"({result['count']} examples).")
   return result

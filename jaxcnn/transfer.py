@@ -727,7 +727,9 @@ def _train_head(config, model, state, k, feature_data, info, workdir):
   step_fn = parallel.make_train_step(
       head_train, tx, penalty_fn=lambda p: optim.regularizers.penalty(p, rules),
       project_fn=lambda p: optim.constraints.project(p, rules),
-      label_smoothing=config.training.label_smoothing, pmap=pmap)
+      label_smoothing=config.training.label_smoothing, pmap=pmap,
+      donate_state=False)  # head_state shares its arrays with state
+  # Cached features of unflipped images: training.test_time_flip does not apply.
   eval_fn = parallel.make_eval_step(head, pmap=pmap)
   has_val = info.num_validation > 0
   history = {k_: [] for k_ in (["loss", "accuracy"] +

@@ -68,16 +68,27 @@ def test_dense_and_flatten_match_keras():
   np.testing.assert_allclose(model.apply(v, x), ref_model(x), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("shape", [(2, 7, 9, 3), (1, 8, 8, 1), (2, 5, 4, 2)])
-def test_max_pool_fast_path_equals_flax_and_keras(shape):
+@pytest.mark.parametrize("shape", [(2, 7, 9, 3), (1, 8, 8, 1), (2, 5, 4, 2), (3, 28, 28, 8)])
+@pytest.mark.parametrize("window", [(2, 2), (3, 3), (2, 3)])
+def test_max_pool_fast_path_equals_flax_and_keras(shape, window):
+  """The fused max-pool computes what nn.max_pool does, gradient included.
+
+  After a ReLU many windows tie (all zeros): the gradient must still go to
+  the first maximum of each window, exactly as select-and-scatter sends it.
+  """
+  if shape[1] < window[0] or shape[2] < window[1]:
+    pytest.skip("window larger than the image")
   x = RNG.normal(size=shape).astype(np.float32)
-  fast = layers.max_pool(jnp.asarray(x), (2, 2))
-  np.testing.assert_array_equal(fast, nn.max_pool(jnp.asarray(x), (2, 2), (2, 2), "VALID"))
-  np.testing.assert_array_equal(fast, _keras_out(keras.layers.MaxPooling2D(2), x))
-  # Gradients agree where no window has tied maxima (continuous inputs).
-  g_fast = jax.grad(lambda x: (layers.max_pool(x, (2, 2)) ** 3).sum())(jnp.asarray(x))
-  g_flax = jax.grad(lambda x: (nn.max_pool(x, (2, 2), (2, 2)) ** 3).sum())(jnp.asarray(x))
-  np.testing.assert_allclose(g_fast, g_flax, rtol=1e-6)
+  x = jnp.asarray(np.maximum(np.where(RNG.random(shape) < 0.4, 0.0, x), 0.0), jnp.float32)
+  fast = layers.max_pool(x, window)
+  np.testing.assert_array_equal(fast, nn.max_pool(x, window, window, "VALID"))
+  np.testing.assert_array_equal(fast, _keras_out(keras.layers.MaxPooling2D(window), np.asarray(x)))
+  cotangent = jnp.asarray(RNG.normal(size=fast.shape), jnp.float32)
+  g_fast = jax.jit(jax.grad(lambda x: (layers.max_pool(x, window) * cotangent).sum()))(x)
+  g_flax = jax.jit(jax.grad(lambda x: (nn.max_pool(x, window, window) * cotangent).sum()))(x)
+  np.testing.assert_array_equal(g_fast, g_flax)
+  # One nonzero per window at most: nothing is duplicated onto tied maxima.
+  assert int((g_fast != 0).sum()) <= fast.size
 
 
 @pytest.mark.parametrize("pool,strides,padding", [(3, 2, "valid"), (3, 2, "same"),

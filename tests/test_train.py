@@ -56,8 +56,8 @@ def test_pmap_on_4_devices_equals_one_device():
   batches = [{"image": rng.normal(size=(32, 28, 28, 1)).astype(np.float32),
               "label": rng.integers(0, 10, size=(32,)).astype(np.int32)}
              for _ in range(3)]
-  step4 = parallel.make_train_step(train_model, tx)
-  step1 = parallel.make_train_step(train_model, tx, pmap=False)
+  step4 = parallel.make_train_step(train_model, tx, donate_state=False)
+  step1 = parallel.make_train_step(train_model, tx, pmap=False, donate_state=False)
   s4, s1 = state, state
   for b in batches:
     s4, m4 = step4(s4, jax.tree.map(lambda x: x.reshape((4, 8) + x.shape[1:]), b))
@@ -69,6 +69,29 @@ def test_pmap_on_4_devices_equals_one_device():
   # And the parameters did move: the test cannot pass on a no-op step.
   moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), s4.params, state.params)
   assert max(jax.tree.leaves(moved)) > 1e-3
+
+
+def test_donated_step_equals_undonated_and_consumes_its_input():
+  """Donation reuses buffers in place: the same numbers, the old state gone."""
+  config = config_lib.defaults()
+  config.model.name = "mlp_dropout"
+  model = models.create(config.model, num_classes=10)
+  train_model = models.create(config.model, num_classes=10, axis_name="batch")
+  tx = optim.create({"name": "nadam", "learning_rate": 1e-3}, {"name": "constant"},
+                    steps_per_epoch=10, num_epochs=1)
+  rng = np.random.default_rng(1)
+  batch = {"image": rng.normal(size=(4, 8, 28, 28, 1)).astype(np.float32),
+           "label": rng.integers(0, 10, size=(4, 8)).astype(np.int32)}
+  kept = train.create_train_state(config, model, tx, (28, 28, 1))
+  given = train.create_train_state(config, model, tx, (28, 28, 1))
+  plain = parallel.make_train_step(train_model, tx, donate_state=False)
+  donating = parallel.make_train_step(train_model, tx)
+  a, _ = plain(kept, batch)
+  b, _ = donating(given, batch)
+  assert_trees_close(a.params, b.params, rtol=0, atol=0)
+  assert_trees_close(a.opt_state, b.opt_state, rtol=0, atol=0)
+  assert not any(x.is_deleted() for x in jax.tree.leaves(kept.params))
+  assert all(x.is_deleted() for x in jax.tree.leaves(given.params))
 
 
 def test_trains_writes_logs_and_learns_real_data(fashion_mnist_data_dir, tmp_path):
@@ -177,3 +200,39 @@ def test_load_for_inference_on_one_device(fashion_mnist_data_dir, tmp_path):
 def test_load_for_inference_errors(tmp_path):
   with pytest.raises(FileNotFoundError, match="config.json"):
     checkpoint_lib.load_for_inference(str(tmp_path))
+
+
+def test_flip_averaged_logits_average_the_probabilities():
+  rng = np.random.default_rng(2)
+  a, b = (jnp.asarray(rng.normal(size=(5, 10)) * 20, jnp.float32) for _ in range(2))
+  np.testing.assert_allclose(jax.nn.softmax(parallel.flip_averaged_logits(a, b)),
+                             (jax.nn.softmax(a) + jax.nn.softmax(b)) / 2, rtol=1e-5, atol=1e-7)
+  a1, b1 = a[:, :1], b[:, :1]
+  np.testing.assert_allclose(jax.nn.sigmoid(parallel.flip_averaged_logits(a1, b1)),
+                             (jax.nn.sigmoid(a1) + jax.nn.sigmoid(b1)) / 2, rtol=1e-5, atol=1e-7)
+
+
+def test_eval_step_with_test_time_flip_scores_mean_of_image_and_mirror():
+  config = config_lib.defaults()
+  model = models.create(config.model, num_classes=10)
+  state = train.create_train_state(
+      config, model, optim.create({"name": "sgd"}, {"name": "constant"},
+                                  steps_per_epoch=1, num_epochs=1), (28, 28, 1))
+  rng = np.random.default_rng(3)
+  images = rng.random((16, 28, 28, 1)).astype(np.float32)
+  labels = rng.integers(0, 10, 16).astype(np.int32)
+  mask = np.arange(16) < 13  # three padding examples must not count
+  batch = {"image": images.reshape(4, 4, 28, 28, 1), "label": labels.reshape(4, 4),
+           "mask": mask.reshape(4, 4)}
+  sums = parallel.to_host(parallel.make_eval_step(model, test_time_flip=True)(state, batch))
+  variables = {"params": state.params}
+  probs = (jax.nn.softmax(model.apply(variables, images)) +
+           jax.nn.softmax(model.apply(variables, images[:, :, ::-1]))) / 2
+  expected_loss = -np.log(np.asarray(probs)[np.arange(16), labels])[mask].sum()
+  expected_correct = (np.asarray(probs).argmax(-1) == labels)[mask].sum()
+  assert float(sums["count"]) == 13
+  np.testing.assert_allclose(float(sums["loss"]), expected_loss, rtol=1e-5)
+  assert float(sums["correct"]) == expected_correct
+  # And it is not the plain evaluation: the mirror changed the loss.
+  plain = parallel.to_host(parallel.make_eval_step(model)(state, batch))
+  assert abs(float(plain["loss"]) - float(sums["loss"])) > 1e-4

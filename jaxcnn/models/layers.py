@@ -13,6 +13,7 @@ The dropout family lives in :mod:`jaxcnn.models.dropout`.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -98,19 +99,73 @@ def _block_view(x: jax.Array, window: Pair) -> jax.Array:
   return x.reshape(*batch, oh, kh, ow, kw, c)
 
 
+def _window_slices(x: jax.Array, window: Pair) -> list[jax.Array]:
+  """The ``kh * kw`` strided views of non-overlapping windows, in row-major order.
+
+  Slice ``i * kw + j`` holds element ``(i, j)`` of every window; the input is
+  cropped to whole windows first (Keras' 'valid' floors odd sizes).
+  """
+  kh, kw = window
+  *_, h, w, _ = x.shape
+  oh, ow = h // kh, w // kw
+  if oh == 0 or ow == 0:
+    raise ValueError(f"Pooling window {window} is larger than the input {h}x{w}.")
+  return [x[..., i:oh * kh:kh, j:ow * kw:kw, :] for i in range(kh) for j in range(kw)]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _max_pool_windows(x: jax.Array, window: Pair) -> jax.Array:
+  views = _window_slices(x, window)
+  return functools.reduce(jnp.maximum, views)
+
+
+def _max_pool_windows_fwd(x, window):
+  y = _max_pool_windows(x, window)
+  return y, (x, y)
+
+
+def _max_pool_windows_bwd(window, residuals, g):
+  x, y = residuals
+  kh, kw = window
+  views = _window_slices(x, window)
+  # Each window's gradient goes to its FIRST maximum in row-major order, as
+  # XLA's select-and-scatter (jax.grad of nn.max_pool) and TensorFlow's
+  # MaxPoolGrad do: elementwise, so XLA fuses it into one loop.
+  taken = jnp.zeros(y.shape, bool)
+  parts = []
+  for v in views:
+    first = (v == y) & ~taken
+    parts.append(jnp.where(first, g, jnp.zeros_like(g)))
+    taken = taken | first
+  *batch, oh, ow, c = y.shape
+  # (..., oh, ow, c) x (kh*kw) -> (..., oh, kh, ow, kw, c): the windows' layout.
+  dx = jnp.stack(parts, axis=-2).reshape(*batch, oh, ow, kh, kw, c)
+  dx = jnp.moveaxis(dx, -3, -4).reshape(*batch, oh * kh, ow * kw, c)
+  h, w = x.shape[-3], x.shape[-2]
+  if (h, w) != (oh * kh, ow * kw):  # cropped rows/columns get no gradient
+    pad = [(0, 0)] * (x.ndim - 3) + [(0, h - oh * kh), (0, w - ow * kw), (0, 0)]
+    dx = jnp.pad(dx, pad)
+  return (dx,)
+
+
+_max_pool_windows.defvjp(_max_pool_windows_fwd, _max_pool_windows_bwd)
+
+
 def max_pool(x: jax.Array, pool_size: Pair, strides: Pair | None = None,
              padding: str = "valid") -> jax.Array:
   """``MaxPooling2D``'s function.
 
-  Non-overlapping 'valid' windows (the common case, e.g. 2x2 stride 2) are a
-  crop + reshape + max: XLA:CPU differentiates that several times faster
-  than ``nn.max_pool``'s select-and-scatter. Where a window has tied maxima
-  the gradient is shared among them instead of going to the first one; both
-  are valid subgradients. Other cases use ``nn.max_pool``.
+  Non-overlapping 'valid' windows (the common case, e.g. 2x2 stride 2) take
+  the elementwise maximum of the ``kh * kw`` strided views, with a custom
+  gradient that sends each window's gradient to its first maximum: the same
+  values and gradients as ``nn.max_pool`` (tested equal, ties included), but
+  XLA:CPU fuses both into single loops instead of running reduce-window and
+  select-and-scatter, which it does several times slower. Other cases use
+  ``nn.max_pool``.
   """
   strides = pool_size if strides is None else strides
   if tuple(strides) == tuple(pool_size) and padding == "valid":
-    return _block_view(x, pool_size).max(axis=(-4, -2))
+    return _max_pool_windows(x, tuple(pool_size))
   return nn.max_pool(x, tuple(pool_size), tuple(strides), padding.upper())
 
 
