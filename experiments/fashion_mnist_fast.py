@@ -13,8 +13,8 @@ Launch:
   python -m jaxcnn.main --config=experiments/fashion_mnist_fast.py --workdir=/tmp/fast
 
 Measured on the 2-core development CPU (BENCHMARKS.md, machine at 204
-GFLOP/s float32 matmul peak): test accuracy 0.9319 in 275 s wall time from
-process start (compilation included; 22-25 s per epoch);
+GFLOP/s float32 matmul peak): test accuracy 0.9319 in 241 s wall time from
+process start (compilation included; 20-23 s per epoch);
 ``epochs=12`` reached 0.9343 in 327 s. Batch 64 rather than 128: on this CPU
 the step trains 1.5x more images per second at 64 (activations stay in
 cache), and the extra updates per epoch let 10 epochs reach what 16 epochs
