@@ -62,7 +62,13 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
+sys.path.insert(0, REPO)
 import throughput_workloads as wl  # noqa: E402  pylint: disable=g-import-not-at-top
+# Importing jaxcnn puts its XLA defaults (jaxcnn.xla_defaults) in os.environ,
+# so every worker inherits them: Keras on JAX compiles with the same flags as
+# jaxcnn (each worker's JSON info records XLA_FLAGS); Keras-TF runs no XLA on
+# a CPU-only machine. It starts no JAX backend here.
+import jaxcnn  # noqa: E402,F401  pylint: disable=g-import-not-at-top,unused-import
 
 FRAMEWORKS = ("jaxcnn", "keras-tensorflow", "keras-jax", "keras-torch")
 # What each framework needs importable (checked without importing it).
@@ -116,12 +122,6 @@ def _worker_env(keras_backend: str | None,
   env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.3")
   if keras_backend:
     env["KERAS_BACKEND"] = keras_backend
-  if keras_backend == "jax":
-    # Keras on JAX gets the XLA flags jaxcnn sets for itself at import (the
-    # same compiler for both JAX frameworks); its JSON info records them.
-    sys.path.insert(0, REPO)
-    from jaxcnn import xla_defaults  # pylint: disable=g-import-not-at-top
-    xla_defaults.apply(env)
   for var, value in (extra or {}).items():
     # PYTHONPATH and XLA_FLAGS extend what is set; anything else replaces it.
     if var in ("PYTHONPATH", "XLA_FLAGS") and env.get(var):

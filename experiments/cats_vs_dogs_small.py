@@ -13,25 +13,16 @@ Launch (a GPU is advised; TFDS downloads about 800 MB the first time):
 Expected (lecture): overfitting from about epoch 5, about 0.72 accuracy.
 """
 
-from jaxcnn import config as config_lib
+from jaxcnn import experiment_bases
 
 
 def get_config(arg: str = ""):
   del arg
-  config = config_lib.defaults()
-  config.dataset.name = "cats_vs_dogs"
   # 3,000 first images: 2,000 train + the last 1,000 of them to validate.
-  config.dataset.train_split = "train"
-  config.dataset.num_train_examples = 3000
-  config.dataset.validation_split = 1000
-  config.dataset.test_split = "train[3000:4000]"
-  config.dataset.image_size = (150, 150)
-  config.dataset.normalization = "rescale"  # ImageDataGenerator(rescale=1./255)
-  config.dataset.shuffle_buffer = 3000
+  config = experiment_bases.cats_vs_dogs()
   config.model.name = "cats_dogs_cnn"
   config.optimizer.name = "rmsprop"
   config.optimizer.learning_rate = 1e-4
-  config.training.batch_size = 20
   config.training.num_epochs = 30
   config.lock()
   return config

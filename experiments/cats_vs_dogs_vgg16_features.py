@@ -17,31 +17,19 @@ Without an argument the file is looked for where Keras caches it
 
 import os
 
-from jaxcnn import config as config_lib
+from jaxcnn import experiment_bases
 from jaxcnn import transfer
 
-KERAS_CACHE = "~/.keras/models/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-
-
 def get_config(arg: str = ""):
-  config = config_lib.defaults()
-  config.dataset.name = "cats_vs_dogs"
-  config.dataset.train_split = "train"
-  config.dataset.num_train_examples = 3000
-  config.dataset.validation_split = 1000
-  config.dataset.test_split = "train[3000:4000]"
-  config.dataset.image_size = (150, 150)
-  config.dataset.normalization = "rescale"
-  config.dataset.shuffle_buffer = 3000
+  config = experiment_bases.cats_vs_dogs()
   config.model.name = "vgg16_transfer"
   config.model.preprocess = True  # x * 255 -> Keras' caffe preprocess_input
   config.model.dropout_rate = 0.5
-  config.transfer.source = os.path.expanduser(arg or KERAS_CACHE)
+  config.transfer.source = os.path.expanduser(arg or experiment_bases.KERAS_VGG16_NOTOP)
   config.transfer.feature_extraction = True
   config.regularization.freeze = transfer.freeze_before(config.model, "flatten")
   config.optimizer.name = "rmsprop"
   config.optimizer.learning_rate = 2e-5
-  config.training.batch_size = 20
   config.training.num_epochs = 30
   config.lock()
   return config

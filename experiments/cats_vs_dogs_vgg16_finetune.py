@@ -15,32 +15,17 @@ from random weights): pass the .h5 path as the argument.
 Expected (lecture): about 0.97.
 """
 
-from jaxcnn import config as config_lib
+from jaxcnn import experiment_bases
 from jaxcnn import transfer
 
-AUGMENTATION = {"rotation_range": 40, "width_shift_range": 0.2,
-                "height_shift_range": 0.2, "shear_range": 0.2, "zoom_range": 0.2,
-                "horizontal_flip": True, "fill_mode": "nearest"}
-
-
 def get_config(arg: str = ""):
-  config = config_lib.defaults()
-  config.dataset.name = "cats_vs_dogs"
-  config.dataset.train_split = "train"
-  config.dataset.num_train_examples = 3000
-  config.dataset.validation_split = 1000
-  config.dataset.test_split = "train[3000:4000]"
-  config.dataset.image_size = (150, 150)
-  config.dataset.normalization = "rescale"
-  config.dataset.shuffle_buffer = 3000
-  config.dataset.augmentation.update(AUGMENTATION)
+  config = experiment_bases.cats_vs_dogs(augment=True)
   config.model.name = "vgg16_transfer"
   config.model.preprocess = True
   config.transfer.source = arg or "workdirs/cats_vs_dogs_vgg16_frozen_augment"
   config.regularization.freeze = transfer.freeze_before(config.model, "block5_conv1")
   config.optimizer.name = "rmsprop"
   config.optimizer.learning_rate = 1e-5
-  config.training.batch_size = 20
   config.training.num_epochs = 100
   config.training.checkpoint_every_epochs = 5
   config.lock()

@@ -13,7 +13,7 @@ ReLU > tanh > logistic (no numbers). ``relu_glorot`` vs ``relu`` checks the
 lecture's advice to pair ReLU with He initialization.
 """
 
-from jaxcnn import config as config_lib
+from jaxcnn import experiment_bases
 
 MEMBERS = {
     "selu": ("selu + lecun_normal", "rank 1"),
@@ -41,20 +41,10 @@ def get_ladder(options: str = "") -> list[str]:
 
 
 def get_config(arg: str = "selu"):
-  member = arg.split(",")[0] or "selu"
-  if member not in MEMBERS:
-    raise config_lib.ConfigError(
-        f"Unknown member '{member}'; members: {', '.join(MEMBERS)}.")
-  config = config_lib.defaults()
-  config.dataset.name = "fashion_mnist"
-  config.dataset.validation_split = 5000
-  config.dataset.normalization = "standardize_pixel"
-  config.model.name = "mlp"
+  member = experiment_bases.pick_member(arg, MEMBERS, "selu")
+  config = experiment_bases.lecture004_mlp("mlp", num_epochs=10)
   config.model.activation, config.model.kernel_initializer = _MODEL[member]
   config.optimizer.name = "sgd"
   config.optimizer.learning_rate = 0.01
-  config.training.batch_size = 32
-  config.training.num_epochs = 10
-  config.training.progress_bar = False
   config.lock()
   return config

@@ -14,6 +14,7 @@ Nadam) usually converge fastest, AdaGrad stops too early on deep nets.
 """
 
 from jaxcnn import config as config_lib
+from jaxcnn import experiment_bases
 
 # member -> (what it changes, the lecture's claim), optimizer settings
 MEMBERS = {
@@ -44,18 +45,8 @@ def get_ladder(options: str = "") -> list[str]:
 
 
 def get_config(arg: str = "adam"):
-  member = arg.split(",")[0] or "adam"
-  if member not in MEMBERS:
-    raise config_lib.ConfigError(
-        f"Unknown member '{member}'; members: {', '.join(MEMBERS)}.")
-  config = config_lib.defaults()
-  config.dataset.name = "fashion_mnist"
-  config.dataset.validation_split = 5000
-  config.dataset.normalization = "standardize_pixel"
-  config.model.name = "mlp_elu"
+  member = experiment_bases.pick_member(arg, MEMBERS, "adam")
+  config = experiment_bases.lecture004_mlp("mlp_elu", num_epochs=10)
   config.optimizer = config_lib.ml_collections.ConfigDict(_OPT[member])
-  config.training.batch_size = 32
-  config.training.num_epochs = 10
-  config.training.progress_bar = False
   config.lock()
   return config

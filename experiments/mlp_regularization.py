@@ -20,7 +20,7 @@ The lecture's numbers (Fashion-MNIST test, 2 epochs): dropout model 0.8577,
 with MC dropout 0.8568.
 """
 
-from jaxcnn import config as config_lib
+from jaxcnn import experiment_bases
 
 MEMBERS = {
     "batchnorm": ("BatchNorm before each Dense, elu + he_normal", ""),
@@ -39,20 +39,10 @@ def get_ladder(options: str = "") -> list[str]:
 
 
 def get_config(arg: str = "dropout"):
-  member = arg.split(",")[0] or "dropout"
-  if member not in MEMBERS:
-    raise config_lib.ConfigError(
-        f"Unknown member '{member}'; members: {', '.join(MEMBERS)}.")
-  config = config_lib.defaults()
-  config.dataset.name = "fashion_mnist"
-  config.dataset.validation_split = 5000
-  config.dataset.normalization = "standardize_pixel"
-  config.model.name = _PRESET[member]
+  member = experiment_bases.pick_member(arg, MEMBERS, "dropout")
+  config = experiment_bases.lecture004_mlp(_PRESET[member], num_epochs=2)
   config.optimizer.name = "nadam"
   config.optimizer.learning_rate = 1e-3
-  config.training.batch_size = 32
-  config.training.num_epochs = 2
-  config.training.progress_bar = False
   config.lock()
   return config
 

@@ -18,6 +18,7 @@ to work well; 1cycle converges fastest).
 """
 
 from jaxcnn import config as config_lib
+from jaxcnn import experiment_bases
 
 MEMBERS = {
     "constant": ("constant 0.01", ""),
@@ -49,15 +50,8 @@ def get_ladder(options: str = "") -> list[str]:
 
 
 def get_config(arg: str = "constant"):
-  member = arg.split(",")[0] or "constant"
-  if member not in MEMBERS:
-    raise config_lib.ConfigError(
-        f"Unknown member '{member}'; members: {', '.join(MEMBERS)}.")
-  config = config_lib.defaults()
-  config.dataset.name = "fashion_mnist"
-  config.dataset.validation_split = 5000
-  config.dataset.normalization = "standardize_pixel"
-  config.model.name = "mlp_elu"
+  member = experiment_bases.pick_member(arg, MEMBERS, "constant")
+  config = experiment_bases.lecture004_mlp("mlp_elu", num_epochs=20)
   config.optimizer.name = "sgd"
   config.optimizer.learning_rate = 0.01
   if member.startswith("1cycle"):
@@ -65,8 +59,5 @@ def get_config(arg: str = "constant"):
   if member == "1cycle_low":
     config.optimizer.learning_rate = 0.001
   config.schedule = config_lib.ml_collections.ConfigDict(_SCHEDULE[member])
-  config.training.batch_size = 32
-  config.training.num_epochs = 20
-  config.training.progress_bar = False
   config.lock()
   return config

@@ -17,32 +17,15 @@ Another source: --config.transfer.source=PATH (a jaxcnn workdir or .h5).
 Results: see ``transfer_digits_finetune.py``.
 """
 
-from jaxcnn import config as config_lib
+from jaxcnn import experiment_bases
 from jaxcnn import transfer
 
-AUGMENTATION = {"rotation_range": 10, "width_shift_range": 0.1,
-                "height_shift_range": 0.1, "zoom_range": 0.1}
-
-
 def get_config(arg: str = ""):
-  if arg not in ("", "augment"):
-    raise ValueError(f"Unknown config argument {arg!r}; valid: '' or 'augment'.")
-  config = config_lib.defaults()
-  config.dataset.name = "sklearn_digits"
-  config.dataset.validation_split = 100
-  config.dataset.normalization = "rescale"
-  config.model.name = "mnist_cnn"
+  config = experiment_bases.digits_transfer(arg)
   config.transfer.source = "workdirs/fashion_mnist_pretrain"
   config.transfer.layers = ("conv2d*",)
   config.regularization.freeze = transfer.freeze_before(config.model, "flatten")
-  if arg == "augment":
-    config.dataset.augmentation.update(AUGMENTATION)
-  else:
-    config.transfer.feature_extraction = True
-  config.optimizer.name = "rmsprop"
-  config.optimizer.learning_rate = 1e-3
-  config.training.batch_size = 20
-  config.training.num_epochs = 30
-  config.training.checkpoint_every_epochs = 10
+  # With augmentation the base must see every augmented image: no cached features.
+  config.transfer.feature_extraction = arg != "augment"
   config.lock()
   return config

@@ -26,30 +26,14 @@ with augmentation) holds, with smaller gaps: digits are an easy task, and
 clothing is a distant source.
 """
 
-from jaxcnn import config as config_lib
+from jaxcnn import experiment_bases
 from jaxcnn import transfer
 
-AUGMENTATION = {"rotation_range": 10, "width_shift_range": 0.1,
-                "height_shift_range": 0.1, "zoom_range": 0.1}
-
-
 def get_config(arg: str = ""):
-  if arg not in ("", "augment"):
-    raise ValueError(f"Unknown config argument {arg!r}; valid: '' or 'augment'.")
-  config = config_lib.defaults()
-  config.dataset.name = "sklearn_digits"
-  config.dataset.validation_split = 100
-  config.dataset.normalization = "rescale"
-  config.model.name = "mnist_cnn"
+  config = experiment_bases.digits_transfer(arg)
   config.transfer.source = ("workdirs/transfer_digits_features_augment"
                             if arg == "augment" else "workdirs/transfer_digits_features")
   config.regularization.freeze = transfer.freeze_before(config.model, "conv2d_2")
-  if arg == "augment":
-    config.dataset.augmentation.update(AUGMENTATION)
-  config.optimizer.name = "rmsprop"
   config.optimizer.learning_rate = 1e-4
-  config.training.batch_size = 20
-  config.training.num_epochs = 30
-  config.training.checkpoint_every_epochs = 10
   config.lock()
   return config

@@ -14,26 +14,9 @@ Launch:
 digit is another symbol). Results: see ``transfer_digits_finetune.py``.
 """
 
-from jaxcnn import config as config_lib
-
-AUGMENTATION = {"rotation_range": 10, "width_shift_range": 0.1,
-                "height_shift_range": 0.1, "zoom_range": 0.1}
-
+from jaxcnn import experiment_bases
 
 def get_config(arg: str = ""):
-  if arg not in ("", "augment"):
-    raise ValueError(f"Unknown config argument {arg!r}; valid: '' or 'augment'.")
-  config = config_lib.defaults()
-  config.dataset.name = "sklearn_digits"
-  config.dataset.validation_split = 100  # the last 100 of the 500: 400 train
-  config.dataset.normalization = "rescale"  # as the Fashion-MNIST source
-  if arg == "augment":
-    config.dataset.augmentation.update(AUGMENTATION)
-  config.model.name = "mnist_cnn"
-  config.optimizer.name = "rmsprop"
-  config.optimizer.learning_rate = 1e-3
-  config.training.batch_size = 20
-  config.training.num_epochs = 30
-  config.training.checkpoint_every_epochs = 10
+  config = experiment_bases.digits_transfer(arg)
   config.lock()
   return config

@@ -405,7 +405,6 @@ class Data:
                        f"(steps_per_epoch); got {start_step}.")
     b, steps = self._batch, self.steps_per_epoch
     first = start_step * b
-    positions = tf.data.Dataset.range(first, steps * b)
     if self._cfg.cache:
       images, labels = self._arrays("train")
       g, p = self._global_batch, jax.process_index()
@@ -429,7 +428,7 @@ class Data:
                       reshuffle_each_iteration=False)
       # Skip before decoding: resuming costs reading, not decoding.
       ds = ds.take(steps * b).skip(first)
-      ds = tf.data.Dataset.zip(ds, positions)
+      ds = tf.data.Dataset.zip(ds, tf.data.Dataset.range(first, steps * b))
       ds = ds.map(lambda xy, p: (self._decode(xy[0]), xy[1], p),
                   num_parallel_calls=_AUTOTUNE)
       if self._augment is None:

@@ -88,28 +88,29 @@ class Dense(nn.Module):
     return _activate(self.activation, y)
 
 
-def _block_view(x: jax.Array, window: Pair) -> jax.Array:
-  """Crops ``x`` to whole windows and splits H and W into (blocks, window)."""
-  *batch, h, w, c = x.shape
-  (kh, kw) = window
-  oh, ow = h // kh, w // kw
+def _whole_windows(x: jax.Array, window: Pair) -> tuple[int, int]:
+  """How many whole windows fit along H and W (Keras' 'valid' floors odd sizes)."""
+  *_, h, w, _ = x.shape
+  oh, ow = h // window[0], w // window[1]
   if oh == 0 or ow == 0:
     raise ValueError(f"Pooling window {window} is larger than the input {h}x{w}.")
-  x = x[..., :oh * kh, :ow * kw, :]  # Keras' 'valid' floors odd sizes.
+  return oh, ow
+
+
+def _block_view(x: jax.Array, window: Pair) -> jax.Array:
+  """Crops ``x`` to whole windows and splits H and W into (blocks, window)."""
+  *batch, _, _, c = x.shape
+  (kh, kw), (oh, ow) = window, _whole_windows(x, window)
+  x = x[..., :oh * kh, :ow * kw, :]
   return x.reshape(*batch, oh, kh, ow, kw, c)
 
 
 def _window_slices(x: jax.Array, window: Pair) -> list[jax.Array]:
   """The ``kh * kw`` strided views of non-overlapping windows, in row-major order.
 
-  Slice ``i * kw + j`` holds element ``(i, j)`` of every window; the input is
-  cropped to whole windows first (Keras' 'valid' floors odd sizes).
+  Slice ``i * kw + j`` holds element ``(i, j)`` of every whole window.
   """
-  kh, kw = window
-  *_, h, w, _ = x.shape
-  oh, ow = h // kh, w // kw
-  if oh == 0 or ow == 0:
-    raise ValueError(f"Pooling window {window} is larger than the input {h}x{w}.")
+  (kh, kw), (oh, ow) = window, _whole_windows(x, window)
   return [x[..., i:oh * kh:kh, j:ow * kw:kw, :] for i in range(kh) for j in range(kw)]
 
 
