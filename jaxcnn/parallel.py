@@ -1,7 +1,8 @@
 """The pmap boundary: per-device train and eval steps over the 'batch' axis.
 
-This is the only module that calls ``jax.pmap``; a later move to
-``jax.shard_map`` touches nothing else. The train state is NOT replicated by
+This is the only module that maps over devices: ``jax.pmap``, or in one
+process the ``jit`` of ``shard_map`` that pmap compiles to, called without
+pmap's per-call overhead (``_data_parallel``). The train state is NOT replicated by
 hand: it enters with ``in_axes=None`` and leaves with ``out_axes=None``, which
 is valid because every device ends the step with the same state (gradients,
 metrics and BatchNorm statistics are all averaged over the axis).
@@ -18,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxcnn import collectives
 from jaxcnn import config as config_lib
 
 AXIS = "batch"
@@ -205,19 +207,19 @@ def make_train_step(
 
     grads, (data_loss, logits, new_model_state) = jax.grad(
         loss_fn, has_aux=True)(state.params)
-    grads = jax.lax.pmean(grads, AXIS)
+    grads = collectives.pmean(grads, AXIS)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = project_fn(optax.apply_updates(state.params, updates))
     # BatchNorm with axis_name already averaged the batch statistics; the
     # pmean makes the replica-equality that out_axes=None relies on explicit.
-    batch_stats = jax.lax.pmean(
+    batch_stats = collectives.pmean(
         new_model_state.get("batch_stats", state.batch_stats), AXIS)
     metrics = {
         "loss": data_loss,
         "accuracy": correct(logits, batch["label"]).mean(),
         "grad_norm": optax.tree.norm(grads),
     }
-    metrics = jax.lax.pmean(metrics, AXIS)
+    metrics = collectives.pmean(metrics, AXIS)
     new_state = state.replace(step=state.step + 1, params=params,
                               batch_stats=batch_stats, opt_state=opt_state)
     return new_state, metrics
@@ -228,8 +230,7 @@ def make_train_step(
   donate = (0,) if donate_state and jax.process_count() == 1 else ()
   if not pmap:
     return _single_device(per_device_step, donate)
-  return jax.pmap(per_device_step, axis_name=AXIS, in_axes=(None, 0),
-                  out_axes=(None, None), donate_argnums=donate)
+  return _data_parallel(per_device_step, donate)
 
 
 def flip_averaged_logits(logits: jax.Array, flipped_logits: jax.Array) -> jax.Array:
@@ -273,12 +274,54 @@ def make_eval_step(model: flax.linen.Module, *, pmap: bool = True,
         "correct": (correct(logits, batch["label"]) * mask).sum(),
         "count": mask.sum(),
     }
-    return jax.lax.psum(sums, AXIS)
+    return collectives.psum(sums, AXIS)
 
   if not pmap:
     return _single_device(per_device_eval)
-  return jax.pmap(per_device_eval, axis_name=AXIS, in_axes=(None, 0),
-                  out_axes=None)
+  return _data_parallel(per_device_eval)
+
+
+def _data_parallel(per_device_fn, donate_argnums=()):
+  """``jax.pmap(per_device_fn, in_axes=(None, 0), out_axes=None)``, called cheaply.
+
+  JAX (0.10) implements ``pmap`` as ``jit`` of ``shard_map`` over a mesh of
+  the devices that the batch's leading axis spans. In one process this builds
+  that same program directly, once per device count, and calls the jitted
+  function: pmap's per-call Python argument handling (flattening, axis and
+  donation bookkeeping, a cache lookup) cost 40-90 us a call, 14% of an epoch
+  of lecture 004's MLP at batch 32 (paired A/B, BENCHMARKS.md). With several
+  processes this is ``jax.pmap`` itself, which turns the host-local batches
+  into global arrays.
+  """
+  if jax.process_count() > 1:
+    return jax.pmap(per_device_fn, axis_name=AXIS, in_axes=(None, 0),
+                    out_axes=None, donate_argnums=donate_argnums)
+
+  def per_shard(state, batch):
+    # Each device's block keeps the mapped axis (size 1); pmap drops it.
+    return per_device_fn(state, jax.tree.map(lambda x: jnp.squeeze(x, 0), batch))
+
+  @functools.cache
+  def compiled_for(num_devices: int):
+    devices = jax.local_devices()
+    if not 1 <= num_devices <= len(devices):
+      raise ValueError(
+          f"The batch's leading (device) axis has size {num_devices}, but "
+          f"there are {len(devices)} local devices: shape batches as "
+          "[devices, per_device_batch, ...] (input_pipeline does).")
+    mesh = jax.sharding.Mesh(np.asarray(devices[:num_devices]), (AXIS,))
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS))
+    program = jax.shard_map(per_shard, mesh=mesh, in_specs=(replicated.spec, split.spec),
+                            out_specs=replicated.spec, check_vma=False)
+    return jax.jit(program, in_shardings=(replicated, split), out_shardings=replicated,
+                   donate_argnums=donate_argnums)
+
+  def call(state, batch):
+    return compiled_for(len(jax.tree.leaves(batch)[0]))(state, batch)
+
+  call.lower = lambda state, batch: compiled_for(len(jax.tree.leaves(batch)[0])).lower(state, batch)
+  return call
 
 
 def _single_device(per_device_fn, donate_argnums=()):
@@ -287,8 +330,9 @@ def _single_device(per_device_fn, donate_argnums=()):
   @functools.partial(jax.jit, donate_argnums=donate_argnums)
   def step(state, batch):
     flat = jax.tree.map(lambda x: x.reshape((1, -1) + x.shape[2:]), batch)
-    fn = jax.vmap(per_device_fn, in_axes=(None, 0), out_axes=None,
-                  axis_name=AXIS)
-    return fn(state, flat)
+    # out_axes=0, then the one member: reductions over a one-member axis are
+    # skipped (jaxcnn.collectives), so outputs may still carry the axis.
+    fn = jax.vmap(per_device_fn, in_axes=(None, 0), out_axes=0, axis_name=AXIS)
+    return jax.tree.map(lambda x: x[0], fn(state, flat))
 
   return step

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxcnn import collectives
 from jaxcnn.models import activations
 from jaxcnn.models import initializers
 from jaxcnn.models import vgg16
@@ -272,11 +273,11 @@ class BatchNormalization(nn.Module):
       xf = x.astype(jnp.float32)
       mean = xf.mean(axes)
       if self.axis_name is not None:
-        mean = lax.pmean(mean, self.axis_name)
+        mean = collectives.pmean(mean, self.axis_name)
       # Two-pass variance (as tf.nn.moments): no cancellation error.
       var = jnp.square(xf - mean).mean(axes)
       if self.axis_name is not None:
-        var = lax.pmean(var, self.axis_name)
+        var = collectives.pmean(var, self.axis_name)
       if not self.is_initializing():
         m = self.momentum
         moving_mean.value = m * moving_mean.value + (1.0 - m) * mean
