@@ -236,6 +236,8 @@ def bench_model(name: str, frameworks: list[str], args, platform: str,
       try:
         workers[fw] = Worker(fw, fw_args, os.path.join(log_dir, f"{name}-{fw}.log"),
                              variants.get(fw))
+        if fw in variants:
+          print(f"[{name}] {fw} runs {workers[fw].info['jaxcnn_file']}", flush=True)
       except WorkerError as e:
         result["errors"][fw] = str(e)
         print(f"[{name}] {fw} skipped: {str(e).strip().splitlines()[-1]}", flush=True)

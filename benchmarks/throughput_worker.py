@@ -207,6 +207,7 @@ class JaxcnnWorker:
         "framework": "jaxcnn", "platform": self.platform,
         "device_kind": jax.devices()[0].device_kind,
         "local_devices": jax.local_device_count(), "jax": jax.__version__,
+        "jaxcnn_file": sys.modules["jaxcnn"].__file__,
         "pipeline": pipeline, "params": int(summary.total),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "flops_per_image": self._flops_per_image(train_model, tx, step_kwargs),
