@@ -14,8 +14,9 @@ Launch:
 
 Measured on the 2-core development CPU (BENCHMARKS.md, machine at 204
 GFLOP/s float32 matmul peak): test accuracy 0.9319 in 241 s wall time from
-process start (compilation included; 20-23 s per epoch);
-``epochs=12`` reached 0.9343 in 327 s. Batch 64 rather than 128: on this CPU
+process start (compilation included; 20-23 s per epoch); 0.9313 in 309-317 s
+with the current code on a slower day for the machine (26-29 s per epoch,
+where the previous commit took 338 s); ``epochs=12`` reached 0.9343 in 327 s. Batch 64 rather than 128: on this CPU
 the step trains 1.5x more images per second at 64 (activations stay in
 cache), and the extra updates per epoch let 10 epochs reach what 16 epochs
 of batch 128 did (0.9342).
