@@ -16,6 +16,7 @@ CNNs reach 0.90-0.92 on Fashion-MNIST).
 """
 
 from jaxcnn import config as config_lib
+from jaxcnn import experiment_bases
 
 
 def get_config(arg: str = ""):
@@ -29,9 +30,6 @@ def get_config(arg: str = ""):
   config.training.batch_size = 64
   config.training.num_epochs = 10
   if arg == "quick":
-    config.dataset.num_train_examples = 6400
-    config.dataset.num_test_examples = 2000
-    config.dataset.validation_split = 640
-    config.training.num_epochs = 1
+    experiment_bases.quick(config)
   config.lock()
   return config

@@ -29,6 +29,7 @@ a smoke test):
 """
 
 from jaxcnn import config as config_lib
+from jaxcnn import experiment_bases
 
 DEFAULTS = {"width": 16, "epochs": 10, "batch": 64, "peak": 3e-3}
 
@@ -89,10 +90,6 @@ def get_config(arg: str = ""):
   config.training.num_epochs = options["epochs"]
   config.training.checkpoint_every_epochs = options["epochs"]  # only the last
   if quick:
-    config.dataset.num_train_examples = 6400
-    config.dataset.num_test_examples = 2000
-    config.dataset.validation_split = 640
-    config.training.num_epochs = 1
-    config.training.checkpoint_every_epochs = 1
+    experiment_bases.quick(config)
   config.lock()
   return config

@@ -31,6 +31,7 @@ instead of pooling are "similar in speed, but the accuracy is lower".
 """
 
 from jaxcnn import config as config_lib
+from jaxcnn import experiment_bases
 
 # member -> (what it changes, the lecture's number or claim)
 MEMBERS = {
@@ -115,9 +116,6 @@ def get_config(arg: str = "normalization"):
     config.dataset.num_test_examples = 1000
     config.training.num_epochs = 8
   if "quick" in options:
-    config.dataset.num_train_examples = 1200
-    config.dataset.validation_split = 200
-    config.dataset.num_test_examples = 500
-    config.training.num_epochs = 1
+    experiment_bases.quick(config, train=1200, validation=200, test=500)
   config.lock()
   return config

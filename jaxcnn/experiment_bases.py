@@ -36,6 +36,20 @@ def pick_member(arg: str, members: Iterable[str], default: str) -> str:
   return member
 
 
+def quick(config: ml_collections.ConfigDict, *, train: int = 6400,
+          validation: int = 640, test: int = 2000) -> None:
+  """Shrinks ``config`` in place to a smoke test: one epoch on a few images.
+
+  ``train`` examples are read, the last ``validation`` of them validate,
+  ``test`` are scored; the one epoch ends with a checkpoint.
+  """
+  config.dataset.num_train_examples = train
+  config.dataset.validation_split = validation
+  config.dataset.num_test_examples = test
+  config.training.num_epochs = 1
+  config.training.checkpoint_every_epochs = 1
+
+
 def lecture004_mlp(model: str, *, num_epochs: int) -> ml_collections.ConfigDict:
   """Lecture 004's Fashion-MNIST MLP setup, unlocked for the caller to finish.
 

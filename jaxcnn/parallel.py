@@ -317,10 +317,13 @@ def _data_parallel(per_device_fn, donate_argnums=()):
     return jax.jit(program, in_shardings=(replicated, split), out_shardings=replicated,
                    donate_argnums=donate_argnums)
 
-  def call(state, batch):
-    return compiled_for(len(jax.tree.leaves(batch)[0]))(state, batch)
+  def for_batch(batch):
+    return compiled_for(len(jax.tree.leaves(batch)[0]))
 
-  call.lower = lambda state, batch: compiled_for(len(jax.tree.leaves(batch)[0])).lower(state, batch)
+  def call(state, batch):
+    return for_batch(batch)(state, batch)
+
+  call.lower = lambda state, batch: for_batch(batch).lower(state, batch)
   return call
 
 
