@@ -343,7 +343,7 @@ def main(argv=None) -> dict[str, Any]:
                       "(XLA_FLAGS and PYTHONPATH are prepended to the current ones), "
                       "timed in the same rounds; repeatable")
   parser.add_argument("--jaxcnn-feeder", default="auto", choices=("auto", "tfdata", "numpy"),
-                      help="jaxcnn's e2e/pipeline data: 'tfdata' is jaxcnn.input_pipeline; "
+                      help="jaxcnn's e2e/pipeline data: 'tfdata' is jaxcnn.data; "
                       "'numpy' a numpy feeder with its order and normalization (for "
                       "machines without TensorFlow); 'auto' the first that can run")
   parser.add_argument("--log-dir", default="", help="worker logs (default: a temp dir)")

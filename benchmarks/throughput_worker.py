@@ -14,7 +14,7 @@ process's original stdout (library output is sent to stderr):
 
 Items:
   jaxcnn   e2e       one epoch of ``steps`` batches: jaxcnn's input pipeline
-                     (``input_pipeline.create``), the pmap-ed
+                     (``jaxcnn.data.create``), the pmap-ed
                      ``parallel.make_train_step``, and the metric fetch every
                      ``train.REFRESH_EVERY_STEPS`` steps, as ``train.py``
                      runs them
@@ -79,7 +79,7 @@ def _matmul_gflops(platform: str, repeats: int = 5) -> float:
 class NumpyFeeder:
   """jaxcnn's training batches without TensorFlow (numpy, one thread ahead).
 
-  Same contract and order as ``input_pipeline.Data.train_epoch`` with
+  Same contract and order as ``jaxcnn.data.Data.train_epoch`` with
   ``cache``: a permutation from ``default_rng([seed, epoch])``, whole-batch
   gathers, ``(x / 255 - mean) / std``, ``[devices, per_device, ...]``, and
   two batches prefetched.
@@ -155,7 +155,7 @@ class JaxcnnWorker:
     if feeder == "tfdata" and not has_tf:
       raise RuntimeError("feeder 'tfdata' needs TensorFlow, which is not installed.")
     if has_tf and feeder != "numpy":
-      from jaxcnn import input_pipeline  # pylint: disable=g-import-not-at-top
+      from jaxcnn import data as data_lib  # pylint: disable=g-import-not-at-top
       from jaxcnn import train  # pylint: disable=g-import-not-at-top
       if workload.data == "random":
         # cats_vs_dogs cannot be had offline: TFDS' mock data gives random
@@ -163,11 +163,11 @@ class JaxcnnWorker:
         import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
         self._mock = tfds.testing.mock_data(num_examples=steps * batch_size)
         self._mock.__enter__()
-      self.data = input_pipeline.create(config.dataset, global_batch_size=batch_size,
-                                        seed=config.seed)
+      self.data = data_lib.create(config.dataset, global_batch_size=batch_size,
+                                  seed=config.seed)
       num_classes, image_shape = self.data.info.num_classes, self.data.info.image_shape
       self.refresh_every = train.REFRESH_EVERY_STEPS
-      pipeline = "jaxcnn.input_pipeline (tf.data)"
+      pipeline = "jaxcnn.data (tf.data)"
     else:
       train = None
       self.data = NumpyFeeder.for_workload(workload, steps * batch_size, batch_size,
@@ -186,10 +186,7 @@ class JaxcnnWorker:
     tx = optim.create(config.optimizer, config.schedule, steps_per_epoch=steps,
                       num_epochs=config.training.num_epochs,
                       freeze=tuple(config.regularization.freeze))
-    if train is not None:
-      self.state = train.create_train_state(config, model, tx, image_shape)
-    else:
-      self.state = self._init_state(config, model, tx, image_shape, optim)
+    self.state = self._init_state(config, model, tx, image_shape, optim)
     rules = optim.regularizers.build_rules(models.param_rules(model), self.state.params,
                                            config.regularization)
     step_kwargs = dict(
@@ -217,9 +214,16 @@ class JaxcnnWorker:
 
   @staticmethod
   def _init_state(config, model, tx, image_shape, optim):
-    """train.create_train_state, for machines where train.py cannot import."""
+    """``jaxcnn.state.create`` as every checkout under test computes it.
+
+    Written out here so a variant worker can time an older checkout (whose
+    TrainState lived in ``parallel``) and machines where tf.data is absent.
+    """
     jax = __import__("jax")
-    from jaxcnn.parallel import TrainState  # pylint: disable=g-import-not-at-top
+    try:
+      from jaxcnn.state import TrainState  # pylint: disable=g-import-not-at-top
+    except ImportError:  # A checkout from before jaxcnn.state.
+      from jaxcnn.parallel import TrainState  # pylint: disable=g-import-not-at-top
     rng = jax.random.PRNGKey(config.seed)
     init_rng, dropout_rng, state_rng = jax.random.split(rng, 3)
     dummy = jax.numpy.zeros((1,) + tuple(image_shape), jax.numpy.float32)

@@ -3,7 +3,7 @@ r"""Lecture 003, cats vs dogs: fine-tuning VGG16 from ``block5_conv1`` ("entonac
 Starts from the whole model trained by ``cats_vs_dogs_vgg16_frozen_augment.py``
 (its workdir is the transfer source: base and trained head), unfreezes
 block5_conv1..block5_conv3 (blocks 1-4 stay frozen:
-``transfer.freeze_before(model, 'block5_conv1')``) and trains with the same
+``freeze_before(model, 'block5_conv1')``) and trains with the same
 augmentation at RMSProp 1e-5 for 100 epochs.
 
 Launch (after the frozen-base run; the argument is its workdir):
@@ -15,15 +15,21 @@ from random weights): pass the .h5 path as the argument.
 Expected (lecture): about 0.97.
 """
 
+from jaxcnn import config as config_lib
 from jaxcnn import experiment_bases
-from jaxcnn import transfer
+from jaxcnn.models.freezing import freeze_before
+
+# The whole config string is the source (a path may hold commas).
+ARG = config_lib.ArgSpec(__file__, free="source workdir or .h5 weights path")
+SOURCE = "workdirs/cats_vs_dogs_vgg16_frozen_augment"
+
 
 def get_config(arg: str = ""):
   config = experiment_bases.cats_vs_dogs(augment=True)
   config.model.name = "vgg16_transfer"
   config.model.preprocess = True
-  config.transfer.source = arg or "workdirs/cats_vs_dogs_vgg16_frozen_augment"
-  config.regularization.freeze = transfer.freeze_before(config.model, "block5_conv1")
+  config.transfer.source = ARG.parse(arg).free or SOURCE
+  config.regularization.freeze = freeze_before(config.model, "block5_conv1")
   config.optimizer.name = "rmsprop"
   config.optimizer.learning_rate = 1e-5
   config.training.num_epochs = 100

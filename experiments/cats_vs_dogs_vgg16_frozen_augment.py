@@ -14,15 +14,21 @@ Expected (lecture): about 0.96, no overfitting.
 
 import os
 
+from jaxcnn import config as config_lib
 from jaxcnn import experiment_bases
-from jaxcnn import transfer
+from jaxcnn.models.freezing import freeze_before
+
+# The whole config string is the weights path (a path may hold commas).
+ARG = config_lib.ArgSpec(__file__, free="VGG16 notop .h5 weights path")
+
 
 def get_config(arg: str = ""):
+  weights = ARG.parse(arg).free or experiment_bases.KERAS_VGG16_NOTOP
   config = experiment_bases.cats_vs_dogs(augment=True)
   config.model.name = "vgg16_transfer"
   config.model.preprocess = True
-  config.transfer.source = os.path.expanduser(arg or experiment_bases.KERAS_VGG16_NOTOP)
-  config.regularization.freeze = transfer.freeze_before(config.model, "flatten")
+  config.transfer.source = os.path.expanduser(weights)
+  config.regularization.freeze = freeze_before(config.model, "flatten")
   config.optimizer.name = "rmsprop"
   config.optimizer.learning_rate = 2e-5
   config.training.num_epochs = 30

@@ -18,8 +18,11 @@ CNNs reach 0.90-0.92 on Fashion-MNIST).
 from jaxcnn import config as config_lib
 from jaxcnn import experiment_bases
 
+ARG = config_lib.ArgSpec(__file__, options=("quick",))
+
 
 def get_config(arg: str = ""):
+  options = ARG.parse(arg).options
   config = config_lib.defaults()
   config.dataset.name = "fashion_mnist"
   config.dataset.validation_split = 5000
@@ -29,7 +32,7 @@ def get_config(arg: str = ""):
   config.optimizer.learning_rate = 1e-3
   config.training.batch_size = 64
   config.training.num_epochs = 10
-  if arg == "quick":
+  if "quick" in options:
     experiment_bases.quick(config)
   config.lock()
   return config

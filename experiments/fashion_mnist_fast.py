@@ -32,6 +32,7 @@ from jaxcnn import config as config_lib
 from jaxcnn import experiment_bases
 
 DEFAULTS = {"width": 16, "epochs": 10, "batch": 64, "peak": 3e-3}
+ARG = config_lib.ArgSpec(__file__, options=("quick",), values=DEFAULTS)
 
 
 def layers(width: int, dense: int = 128, dropout: float = 0.25,
@@ -55,41 +56,24 @@ def layers(width: int, dense: int = 128, dropout: float = 0.25,
   return out
 
 
-def _options(arg: str) -> tuple[dict, bool]:
-  options, quick = dict(DEFAULTS), False
-  for item in filter(None, (s.strip() for s in arg.split(","))):
-    if item == "quick":
-      quick = True
-      continue
-    key, sep, value = item.partition("=")
-    if not sep or key not in DEFAULTS:
-      raise config_lib.ConfigError(f"Unknown option {item!r} for fashion_mnist_fast; valid: "
-                       f"{', '.join(f'{k}=...' for k in DEFAULTS)}, quick.")
-    try:
-      options[key] = type(DEFAULTS[key])(value)
-    except ValueError:
-      raise config_lib.ConfigError(
-          f"Option {key} must be a {type(DEFAULTS[key]).__name__}; got {value!r}.") from None
-  return options, quick
-
-
 def get_config(arg: str = ""):
-  options, quick = _options(arg)
+  parsed = ARG.parse(arg)
+  values = parsed.values
   config = config_lib.defaults()
   config.dataset.name = "fashion_mnist"
   config.dataset.validation_split = 5000
   config.dataset.normalization = "rescale"
   config.model.name = "sequential"
-  config.model.layers = layers(options["width"])
+  config.model.layers = layers(values["width"])
   config.optimizer.name = "adam"
-  config.optimizer.learning_rate = options["peak"] / 10
+  config.optimizer.learning_rate = values["peak"] / 10
   config.schedule.name = "1cycle"
-  config.schedule.max_learning_rate = options["peak"]
+  config.schedule.max_learning_rate = values["peak"]
   config.schedule.annihilation_fraction = 0.1
-  config.training.batch_size = options["batch"]
-  config.training.num_epochs = options["epochs"]
-  config.training.checkpoint_every_epochs = options["epochs"]  # only the last
-  if quick:
+  config.training.batch_size = values["batch"]
+  config.training.num_epochs = values["epochs"]
+  config.training.checkpoint_every_epochs = values["epochs"]  # only the last
+  if "quick" in parsed.options:
     experiment_bases.quick(config)
   config.lock()
   return config

@@ -15,9 +15,11 @@ Expected: about 0.89 test accuracy after 5 epochs (seen: 0.895).
 
 from jaxcnn import config as config_lib
 
+ARG = config_lib.ArgSpec(__file__)
+
 
 def get_config(arg: str = ""):
-  del arg
+  ARG.parse(arg)  # Rejects any argument: this file takes none.
   config = config_lib.defaults()
   config.dataset.name = "fashion_mnist"
   config.dataset.validation_split = 5000

@@ -13,6 +13,7 @@ ReLU > tanh > logistic (no numbers). ``relu_glorot`` vs ``relu`` checks the
 lecture's advice to pair ReLU with He initialization.
 """
 
+from jaxcnn import config as config_lib
 from jaxcnn import experiment_bases
 
 MEMBERS = {
@@ -33,6 +34,7 @@ _MODEL = {
     "logistic": ("sigmoid", "glorot_uniform"),
     "relu_glorot": ("relu", "glorot_uniform"),
 }
+ARG = config_lib.ArgSpec(__file__, members=MEMBERS, default_member="selu")
 
 
 def get_ladder(options: str = "") -> list[str]:
@@ -41,7 +43,7 @@ def get_ladder(options: str = "") -> list[str]:
 
 
 def get_config(arg: str = "selu"):
-  member = experiment_bases.pick_member(arg, MEMBERS, "selu")
+  member = ARG.parse(arg).member
   config = experiment_bases.lecture004_mlp("mlp", num_epochs=10)
   config.model.activation, config.model.kernel_initializer = _MODEL[member]
   config.optimizer.name = "sgd"

@@ -37,6 +37,7 @@ _OPT = {
     "adamax": dict(name="adamax", learning_rate=0.001),
     "nadam": dict(name="nadam", learning_rate=0.001),
 }
+ARG = config_lib.ArgSpec(__file__, members=MEMBERS, default_member="adam")
 
 
 def get_ladder(options: str = "") -> list[str]:
@@ -45,7 +46,7 @@ def get_ladder(options: str = "") -> list[str]:
 
 
 def get_config(arg: str = "adam"):
-  member = experiment_bases.pick_member(arg, MEMBERS, "adam")
+  member = ARG.parse(arg).member
   config = experiment_bases.lecture004_mlp("mlp_elu", num_epochs=10)
   config.optimizer = config_lib.ml_collections.ConfigDict(_OPT[member])
   config.lock()

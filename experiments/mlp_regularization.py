@@ -20,6 +20,7 @@ The lecture's numbers (Fashion-MNIST test, 2 epochs): dropout model 0.8577,
 with MC dropout 0.8568.
 """
 
+from jaxcnn import config as config_lib
 from jaxcnn import experiment_bases
 
 MEMBERS = {
@@ -31,6 +32,7 @@ MEMBERS = {
 _PRESET = {"batchnorm": "mlp_bn", "dropout": "mlp_dropout",
            "selu_alpha_dropout": "mlp_selu"}
 MC_SAMPLES = 100
+ARG = config_lib.ArgSpec(__file__, members=MEMBERS, default_member="dropout")
 
 
 def get_ladder(options: str = "") -> list[str]:
@@ -39,7 +41,7 @@ def get_ladder(options: str = "") -> list[str]:
 
 
 def get_config(arg: str = "dropout"):
-  member = experiment_bases.pick_member(arg, MEMBERS, "dropout")
+  member = ARG.parse(arg).member
   config = experiment_bases.lecture004_mlp(_PRESET[member], num_epochs=2)
   config.optimizer.name = "nadam"
   config.optimizer.learning_rate = 1e-3
@@ -53,10 +55,11 @@ def extra_metrics(member: str, config, workdir: str) -> dict:
     return {}
   import jax
   import numpy as np
-  from jaxcnn import checkpoint, inference, input_pipeline
-  model, variables, _ = checkpoint.load_for_inference(workdir)
-  data = input_pipeline.create(config.dataset, global_batch_size=config.training.batch_size,
-                               seed=config.seed)
+  from jaxcnn import data as data_lib
+  from jaxcnn import inference, state
+  model, variables, _ = state.load_for_inference(workdir)
+  data = data_lib.create(config.dataset, global_batch_size=config.training.batch_size,
+                         seed=config.seed)
   images, labels = data.as_numpy("test")
   mc = inference.predict_mc(model, variables, images, num_samples=MC_SAMPLES,
                             rng=jax.random.PRNGKey(config.seed))

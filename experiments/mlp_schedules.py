@@ -42,6 +42,7 @@ _SCHEDULE = {
     "1cycle": dict(name="1cycle", max_learning_rate=0.05),
     "1cycle_low": dict(name="1cycle", max_learning_rate=0.01),
 }
+ARG = config_lib.ArgSpec(__file__, members=MEMBERS, default_member="constant")
 
 
 def get_ladder(options: str = "") -> list[str]:
@@ -50,7 +51,7 @@ def get_ladder(options: str = "") -> list[str]:
 
 
 def get_config(arg: str = "constant"):
-  member = experiment_bases.pick_member(arg, MEMBERS, "constant")
+  member = ARG.parse(arg).member
   config = experiment_bases.lecture004_mlp("mlp_elu", num_epochs=20)
   config.optimizer.name = "sgd"
   config.optimizer.learning_rate = 0.01

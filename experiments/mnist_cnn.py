@@ -14,9 +14,11 @@ The lecture reports 0.993 test accuracy on MNIST after 5 epochs.
 
 from jaxcnn import config as config_lib
 
+ARG = config_lib.ArgSpec(__file__)
+
 
 def get_config(arg: str = ""):
-  del arg
+  ARG.parse(arg)  # Rejects any argument: this file takes none.
   config = config_lib.defaults()
   config.dataset.name = "mnist"
   config.dataset.validation_split = 0.0

@@ -28,7 +28,9 @@ MEMBERS = {
                      "trains faster than cnn_small"),
 }
 _EPOCHS = {"cnn": 20, "cnn_small": 10, "cnn_small_bn": 10}
-_OPTIONS = ("mnist", "fashion_mnist")
+# The dataset: MNIST unless fashion_mnist is named.
+ARG = config_lib.ArgSpec(__file__, members=MEMBERS, default_member="cnn",
+                         options=("mnist", "fashion_mnist"))
 
 
 def get_ladder(options: str = "") -> list[str]:
@@ -37,15 +39,8 @@ def get_ladder(options: str = "") -> list[str]:
 
 
 def get_config(arg: str = "cnn"):
-  parts = [p for p in arg.split(",") if p] or ["cnn"]
-  member, options = parts[0], set(parts[1:])
-  if member not in MEMBERS:
-    raise config_lib.ConfigError(
-        f"Unknown member '{member}'; members: {', '.join(MEMBERS)}.")
-  if options - set(_OPTIONS):
-    raise config_lib.ConfigError(
-        f"Unknown option(s) {', '.join(sorted(options - set(_OPTIONS)))}; "
-        f"options: {', '.join(_OPTIONS)}.")
+  parsed = ARG.parse(arg)
+  member, options = parsed.member, parsed.options
   config = config_lib.defaults()
   config.dataset.name = "fashion_mnist" if "fashion_mnist" in options else "mnist"
   config.dataset.validation_split = 0.1

@@ -22,7 +22,8 @@ The overfitting regime on Fashion-MNIST (800 train / 200 validation images,
 8 epochs; RESULTS.md ran five rungs of it):
   python -m jaxcnn.ladder --config_file=experiments/regularization_ladder.py --options=overfit --members=normalization,l2,dropout,dropout_maxnorm_maxpool,dropout_maxnorm_strides --out=workdirs/ladders/regularization_fashion_mnist_overfit
 
-Config string: ``<member>[,cifar10][,overfit][,quick]``.
+Config string: ``<member>[,cifar10][,overfit][,quick]`` (words in any order;
+no member is ``normalization``).
 
 The lecture's numbers (CIFAR-10): with normalized inputs "~0.99 in training
 and ~0.7 in test"; BatchNorm and the regularizers narrow that gap; adding
@@ -67,7 +68,8 @@ _PRESET = {
     "dropout_maxnorm_strides": "cifar_cnn_dropout_maxnorm_strides",
 }
 
-_OPTIONS = ("cifar10", "quick", "overfit")
+ARG = config_lib.ArgSpec(__file__, members=MEMBERS, default_member="normalization",
+                         options=("cifar10", "quick", "overfit"))
 
 
 def get_ladder(options: str = "") -> list[str]:
@@ -75,22 +77,9 @@ def get_ladder(options: str = "") -> list[str]:
   return list(MEMBERS)
 
 
-def _parse(arg: str) -> tuple[str, set[str]]:
-  parts = [p for p in arg.split(",") if p]
-  member = parts[0] if parts else "normalization"
-  options = set(parts[1:])
-  if member not in MEMBERS:
-    raise config_lib.ConfigError(
-        f"Unknown rung '{member}'; rungs: {', '.join(MEMBERS)}.")
-  bad = options - set(_OPTIONS)
-  if bad:
-    raise config_lib.ConfigError(
-        f"Unknown option(s) {', '.join(sorted(bad))}; options: {', '.join(_OPTIONS)}.")
-  return member, options
-
-
 def get_config(arg: str = "normalization"):
-  member, options = _parse(arg)
+  parsed = ARG.parse(arg)
+  member, options = parsed.member, parsed.options
   config = config_lib.defaults()
   if "cifar10" in options:
     config.dataset.name = "cifar10"
@@ -116,6 +105,7 @@ def get_config(arg: str = "normalization"):
     config.dataset.num_test_examples = 1000
     config.training.num_epochs = 8
   if "quick" in options:
-    experiment_bases.quick(config, train=1200, validation=200, test=500)
+    experiment_bases.quick(config, train_examples=1200, validation_examples=200,
+                           test_examples=500)
   config.lock()
   return config

@@ -17,15 +17,20 @@ Another source: --config.transfer.source=PATH (a jaxcnn workdir or .h5).
 Results: see ``transfer_digits_finetune.py``.
 """
 
+from jaxcnn import config as config_lib
 from jaxcnn import experiment_bases
-from jaxcnn import transfer
+from jaxcnn.models.freezing import freeze_before
+
+ARG = config_lib.ArgSpec(__file__, options=("augment",))
+
 
 def get_config(arg: str = ""):
-  config = experiment_bases.digits_transfer(arg)
+  augment = "augment" in ARG.parse(arg).options
+  config = experiment_bases.digits_transfer(augment=augment)
   config.transfer.source = "workdirs/fashion_mnist_pretrain"
   config.transfer.layers = ("conv2d*",)
-  config.regularization.freeze = transfer.freeze_before(config.model, "flatten")
+  config.regularization.freeze = freeze_before(config.model, "flatten")
   # With augmentation the base must see every augmented image: no cached features.
-  config.transfer.feature_extraction = arg != "augment"
+  config.transfer.feature_extraction = not augment
   config.lock()
   return config

@@ -26,14 +26,19 @@ with augmentation) holds, with smaller gaps: digits are an easy task, and
 clothing is a distant source.
 """
 
+from jaxcnn import config as config_lib
 from jaxcnn import experiment_bases
-from jaxcnn import transfer
+from jaxcnn.models.freezing import freeze_before
+
+ARG = config_lib.ArgSpec(__file__, options=("augment",))
+
 
 def get_config(arg: str = ""):
-  config = experiment_bases.digits_transfer(arg)
+  augment = "augment" in ARG.parse(arg).options
+  config = experiment_bases.digits_transfer(augment=augment)
   config.transfer.source = ("workdirs/transfer_digits_features_augment"
-                            if arg == "augment" else "workdirs/transfer_digits_features")
-  config.regularization.freeze = transfer.freeze_before(config.model, "conv2d_2")
+                            if augment else "workdirs/transfer_digits_features")
+  config.regularization.freeze = freeze_before(config.model, "conv2d_2")
   config.optimizer.learning_rate = 1e-4
   config.lock()
   return config

@@ -50,6 +50,8 @@ _LECTURE = {
     "transfer_digits_finetune_augment": "97% (fine-tuning + expansion)",
 }
 MEMBERS = {m: (changes, _LECTURE.get(m, "")) for m, (_, _, changes) in _RUNS.items()}
+ARG = config_lib.ArgSpec(__file__, members=MEMBERS,
+                         default_member="transfer_digits_features")
 
 
 def get_ladder(options: str = "") -> list[str]:
@@ -66,9 +68,5 @@ def _module(name: str):
 
 
 def get_config(arg: str = "transfer_digits_features"):
-  member = arg.split(",")[0] or "transfer_digits_features"
-  if member not in _RUNS:
-    raise config_lib.ConfigError(
-        f"Unknown member '{member}'; members: {', '.join(_RUNS)}.")
-  name, run_arg, _ = _RUNS[member]
+  name, run_arg, _ = _RUNS[ARG.parse(arg).member]
   return _module(name).get_config(run_arg)

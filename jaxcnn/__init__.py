@@ -20,7 +20,7 @@ _LAZY = {
     "train_and_evaluate": ("jaxcnn.train", "train_and_evaluate"),
     "predict": ("jaxcnn.inference", "predict"),
     "predict_mc": ("jaxcnn.inference", "predict_mc"),
-    "load_for_inference": ("jaxcnn.checkpoint", "load_for_inference"),
+    "load_for_inference": ("jaxcnn.state", "load_for_inference"),
     "defaults": ("jaxcnn.config", "defaults"),
 }
 

@@ -12,7 +12,6 @@ overwritten by the resumed run.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -20,7 +19,6 @@ from typing import Any
 
 from absl import logging
 import jax
-import ml_collections
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
@@ -127,8 +125,10 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
 
-  def latest_step(self) -> int | None:
-    return self._manager.latest_step()
+  def read_meta(self, step: int) -> dict:
+    """The JSON ``meta`` item of ``step`` (epoch, history, model shapes)."""
+    return self._manager.restore(step, args=ocp.args.Composite(
+        meta=ocp.args.JsonRestore()))["meta"]
 
   def save(self, step: int, state: Any, meta: dict,
            metrics: dict[str, float] | None = None) -> None:
@@ -180,8 +180,7 @@ class Checkpointer:
 
   def restore(self, step: int, target_state: Any) -> tuple[Any, dict]:
     """Restores one step; raises if it is unreadable or does not fit."""
-    meta = self._manager.restore(step, args=ocp.args.Composite(
-        meta=ocp.args.JsonRestore()))["meta"]
+    meta = self.read_meta(step)
     saved_tree = _saved_tree(os.path.join(self.directory, str(step), "state"))
     problems = tree_differences(target_state, saved_tree)
     if problems:
@@ -210,59 +209,3 @@ class Checkpointer:
       shutil.move(src, dst)
     self._manager.close()
     self._manager = self._new_manager()
-
-
-def read_config(workdir: str) -> ml_collections.ConfigDict:
-  """Reads the config a workdir was trained with (``config.json``)."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    raise FileNotFoundError(
-        f"No config.json in {workdir}: not a jaxcnn workdir, or training "
-        "never started there. Train first with python -m jaxcnn.main "
-        f"--config=experiments/<name>.py --workdir={workdir}")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
-
-
-def load_for_inference(workdir: str, step: int | None = None):
-  """Loads a trained model for prediction on this machine's devices.
-
-  Args:
-    workdir: a training workdir (holds ``config.json`` and ``checkpoints/``).
-    step: a checkpoint step; None takes the latest restorable one.
-
-  Returns:
-    ``(model, variables, config)``; ``variables`` holds ``params`` and, if the
-    model has BatchNorm, ``batch_stats``.
-
-  Raises:
-    FileNotFoundError: the workdir has no config or no checkpoint.
-  """
-  from jaxcnn import train  # Local: train imports this module.
-  config = read_config(workdir)
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
-  try:
-    steps = ckpt.all_steps()
-    if not steps:
-      raise FileNotFoundError(
-          f"No checkpoint in {ckpt.directory}: train first (python -m "
-          f"jaxcnn.main --config=... --workdir={workdir}).")
-    if step is not None and step not in steps:
-      raise FileNotFoundError(
-          f"No checkpoint step {step} in {ckpt.directory}; steps: {steps}.")
-    meta = ckpt._manager.restore(steps[-1] if step is None else step,
-                                 args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-    model, target = train.abstract_state_from_meta(config, meta)
-    if step is None:
-      restored = ckpt.restore_latest(target)
-      if restored is None:
-        raise FileNotFoundError(f"No restorable checkpoint in {ckpt.directory}.")
-      state = restored[0]
-    else:
-      state = ckpt.restore(step, target)[0]
-  finally:
-    ckpt.close()
-  variables = {"params": state.params}
-  if state.batch_stats:
-    variables["batch_stats"] = state.batch_stats
-  return model, variables, config

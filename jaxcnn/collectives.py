@@ -1,8 +1,8 @@
 """Cross-device reductions that cost nothing when there is one device.
 
 XLA:CPU runs an all-reduce over a single device as a real collective (a
-rendezvous and a copy): 0.2-0.4 ms of a 1 ms train step of lecture 004's MLP,
-measured with the JAX profiler. A mean or sum over one member is the
+rendezvous and a copy), a visible share of a small model's step (BENCHMARKS.md
+has the profile). A mean or sum over one member is the
 identity, so skipping it changes nothing mathematically; XLA compiles a
 different program without the collective, whose float rounding can differ
 (BatchNorm models drift in the last digits of a training run).

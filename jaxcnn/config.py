@@ -9,17 +9,30 @@ Sections whose keys depend on a choice (the model preset's overrides, the
 chosen optimizer's hyperparameters, the schedule's parameters) are open here
 and checked by the component that owns them (``models.create``,
 ``optim.create``), which also name the closest valid key.
+
+Two rules every experiment file shares live here too: :class:`ArgSpec`, the
+one parser of the config string after the colon
+(``--config=experiments/foo.py:arg``), and :func:`shrink`, the one way a
+config is cut down to a quick run (the files' ``quick`` option and the
+ladder's ``--epochs``/``--train_examples`` flags).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-from typing import Any, Iterable
+import os
+from typing import Any, Iterable, Mapping, Sequence
 
 import ml_collections
 
 # Sections whose keys are checked by their owners rather than against defaults.
 OPEN_SECTIONS = ("model", "optimizer", "schedule", "augmentation")
+
+# The valid ``dataset.normalization`` names. 'rescale' is x / 255;
+# 'standardize' the per-channel mean/std of the training split only;
+# 'standardize_pixel' the per-pixel mean/std (lecture 004); 'none' raw pixels.
+NORMALIZATIONS = ("rescale", "standardize", "standardize_pixel", "none")
 
 
 def defaults() -> ml_collections.ConfigDict:
@@ -35,9 +48,7 @@ def defaults() -> ml_collections.ConfigDict:
   c.dataset.test_split = "test"
   # Validation carved from the end of train: a fraction in (0, 1) or a count.
   c.dataset.validation_split = 0.0
-  # 'rescale' (x / 255), 'standardize' (per-channel mean/std of the training
-  # split only), 'standardize_pixel' (per-pixel mean/std, lecture 004), 'none'.
-  c.dataset.normalization = "rescale"
+  c.dataset.normalization = "rescale"  # one of NORMALIZATIONS
   c.dataset.image_size = ()  # () keeps the native size, else (height, width)
   c.dataset.grayscale_to_rgb = False
   c.dataset.num_train_examples = 0  # 0 = all; >0 takes the first N (quick runs)
@@ -170,10 +181,10 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if t.keep_best < 0:
     raise ConfigError(f"'training.keep_best' must be >= 0, got {t.keep_best}.")
   d = config.dataset
-  if d.normalization not in ("rescale", "standardize", "standardize_pixel", "none"):
+  if d.normalization not in NORMALIZATIONS:
     raise ConfigError(
-        f"'dataset.normalization' must be one of rescale, standardize, "
-        f"standardize_pixel, none; got {d.normalization!r}.")
+        f"'dataset.normalization' must be one of {', '.join(NORMALIZATIONS)}; "
+        f"got {d.normalization!r}.")
   if d.validation_split < 0 or (
       isinstance(d.validation_split, float) and 0 < d.validation_split and
       d.validation_split >= 1.0 and not float(d.validation_split).is_integer()):
@@ -192,3 +203,215 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def to_dict(config: ml_collections.ConfigDict) -> dict:
   """A plain, JSON-serializable dict of the config (tuples become lists)."""
   return config.to_dict()
+
+
+def shrink(config: ml_collections.ConfigDict, *, epochs: int = 0,
+           train_examples: int = 0, validation_examples: int | None = None,
+           test_examples: int = 0, batch_size: int = 0
+           ) -> ml_collections.ConfigDict:
+  """Cuts ``config`` down, in place, to a smaller run (0 leaves a field as is).
+
+  The one rule behind the experiment files' ``quick`` option and the
+  ladder's ``--epochs``/``--train_examples``/``--test_examples``/
+  ``--batch_size`` flags.
+
+  Args:
+    config: the config to change (locked or not: no key is added).
+    epochs: ``training.num_epochs``. A checkpoint cadence longer than the run
+      is cut to the run, so the config says what happens: the last epoch is
+      the one checkpoint.
+    train_examples: ``dataset.num_train_examples`` (the first N of the train
+      split; validation is carved from their end).
+    validation_examples: ``dataset.validation_split`` as a count (0: no
+      validation). None: a count above a tenth of ``train_examples`` is cut
+      to that tenth (at least 1), so a small run keeps most of its examples
+      for training; a fraction already scales with the examples.
+    test_examples: ``dataset.num_test_examples``.
+    batch_size: ``training.batch_size``.
+
+  Returns:
+    The same config, for chaining.
+  """
+  if epochs:
+    config.training.num_epochs = epochs
+    config.training.checkpoint_every_epochs = min(
+        config.training.checkpoint_every_epochs, epochs)
+  if train_examples:
+    config.dataset.num_train_examples = train_examples
+  if validation_examples is not None:
+    config.dataset.validation_split = validation_examples
+  elif train_examples:
+    val, tenth = config.dataset.validation_split, train_examples // 10
+    if val >= 1 and val > tenth:
+      config.dataset.validation_split = max(1, tenth)
+  if test_examples:
+    config.dataset.num_test_examples = test_examples
+  if batch_size:
+    config.training.batch_size = batch_size
+  return config
+
+
+@dataclasses.dataclass(frozen=True)
+class ParsedArg:
+  """A config string, understood.
+
+  Attributes:
+    member: the member named, else the spec's default (None without members).
+    options: the options named.
+    values: every ``key=value`` of the spec, the given ones converted to the
+      default's type, the others at their defaults.
+    free: the whole string, for a spec with a free slot; else ''.
+  """
+  member: str | None
+  options: frozenset[str]
+  values: Mapping[str, Any]
+  free: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ArgSpec:
+  """What the config string of one experiment file may say; its one parser.
+
+  ``--config=experiments/foo.py:arg`` calls ``get_config(arg)``, and a ladder
+  calls it with ``'<member>[,<options>]'``. Every file declares an
+  ``ArgSpec`` and parses ``arg`` with :meth:`parse`, so all share one rule:
+  comma-separated words, in any order, each one of
+
+  * a member (at most one; ``default_member`` when none is named);
+  * an option, a switch that is on when named (``quick``, ``augment``);
+  * ``key=value`` for a key of ``values``, converted to the default's type.
+
+  Any other word is a :class:`ConfigError` naming the closest valid word and
+  listing them all; a spec with nothing takes no argument. A spec with a
+  ``free`` slot (a file's weights path or source workdir) takes the whole
+  string unsplit as that value, since a path may hold any character, and so
+  nothing else.
+
+  Attributes:
+    file: the experiment file (``__file__``), named in errors.
+    members: the member names.
+    default_member: the member when none is named; required with members.
+    options: the option names.
+    values: ``{key: default}`` of the ``key=value`` words (int, float, str).
+    free: what the free slot holds, in words (e.g. ``'VGG16 weights path'``);
+      '' for none.
+  """
+  file: str
+  members: Sequence[str] = ()
+  default_member: str | None = None
+  options: Sequence[str] = ()
+  values: Mapping[str, int | float | str] = dataclasses.field(default_factory=dict)
+  free: str = ""
+
+  def __post_init__(self):
+    # Normalized so a MEMBERS dict can be passed as it is.
+    object.__setattr__(self, "file", os.path.basename(self.file))
+    object.__setattr__(self, "members", tuple(self.members))
+    object.__setattr__(self, "options", tuple(self.options))
+    object.__setattr__(self, "values", dict(self.values))
+    self._check()
+
+  def _check(self) -> None:
+    """Raises ValueError for a spec that could not parse unambiguously."""
+    words = [*self.members, *self.options, *self.values]
+    if len(set(words)) != len(words):
+      raise ValueError(f"{self.file}: a word is both member, option or value: {words}.")
+    if any("," in w or "=" in w or not w for w in words):
+      raise ValueError(f"{self.file}: words cannot be empty or hold ',' or '='.")
+    if self.members and self.default_member not in self.members:
+      raise ValueError(f"{self.file}: default_member must be one of the members.")
+    if not self.members and self.default_member is not None:
+      raise ValueError(f"{self.file}: default_member without members.")
+    if self.free and words:
+      raise ValueError(f"{self.file}: a free slot takes the whole string; "
+                       "it cannot be combined with members, options or values.")
+    for key, default in self.values.items():
+      if isinstance(default, bool) or not isinstance(default, (int, float, str)):
+        raise ValueError(f"{self.file}: value '{key}' must default to an int, "
+                         f"float or str, not {default!r}.")
+
+  def describe(self) -> str:
+    """The valid words, for messages and docs."""
+    if self.free:
+      return f"a {self.free}, or nothing for the default"
+    parts = []
+    if self.members:
+      parts.append(f"one member of {', '.join(self.members)} "
+                   f"(default {self.default_member})")
+    if self.options:
+      plural = "s" if len(self.options) > 1 else ""
+      parts.append(f"option{plural} {', '.join(self.options)}")
+    if self.values:
+      parts.append("values " + ", ".join(f"{k}={v}" for k, v in self.values.items()))
+    return "; ".join(parts) or "no argument"
+
+  def parse(self, arg: str = "") -> ParsedArg:
+    """Parses a config string.
+
+    Args:
+      arg: the string after the colon ('' when there is none).
+
+    Returns:
+      The :class:`ParsedArg`.
+
+    Raises:
+      ConfigError: an unknown word (with the closest valid one), two members,
+        a value of the wrong type, or any word for a file without arguments.
+    """
+    if self.free:
+      return ParsedArg(member=None, options=frozenset(), values={}, free=arg)
+    words = [w.strip() for w in arg.split(",") if w.strip()]
+    if words and not (self.members or self.options or self.values):
+      raise ConfigError(f"{self.file} takes no argument; got {arg!r}.")
+    member, options, values = None, set(), dict(self.values)
+    for word in words:
+      key, sep, value = word.partition("=")
+      if sep and key in self.values:
+        values[key] = self._convert(key, value)
+      elif not sep and word in self.options:
+        options.add(word)
+      elif not sep and word in self.members:
+        if member not in (None, word):
+          raise ConfigError(f"{self.file} takes one member; got '{member}' and "
+                            f"'{word}'. Valid: {self.describe()}.")
+        member = word
+      else:
+        raise self._unknown(word)
+    return ParsedArg(member=member or self.default_member,
+                     options=frozenset(options), values=values)
+
+  def _convert(self, key: str, value: str) -> int | float | str:
+    kind = type(self.values[key])
+    try:
+      return kind(value)
+    except ValueError:
+      raise ConfigError(f"'{key}' of {self.file} must be {kind.__name__} (like "
+                        f"the default {self.values[key]!r}); got {value!r}.") from None
+
+  def _unknown(self, word: str) -> ConfigError:
+    key, _, value = word.partition("=")
+    guess = closest(key, [*self.members, *self.options, *self.values])
+    if guess in self.values:
+      guess = f"{guess}={value or self.values[guess]}"
+    hint = f" Did you mean '{guess}'?" if guess else ""
+    return ConfigError(f"Unknown config argument '{word}' for {self.file}.{hint} "
+                       f"Valid: {self.describe()}.")
+
+
+def root_config_error(error: BaseException) -> ConfigError | None:
+  """The first ConfigError raised in the chain that led to ``error``.
+
+  ``ml_collections.config_flags`` re-raises an error of ``get_config(arg)``
+  as a new one whose message is a whole traceback, and absl wraps that in a
+  flag error; the ConfigError raised first holds the one clean line.
+
+  Returns:
+    That ConfigError, or None when none is in the chain.
+  """
+  found, seen = None, set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, ConfigError):
+      found = error
+    error = error.__cause__ or error.__context__
+  return found

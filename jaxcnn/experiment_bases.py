@@ -2,12 +2,11 @@
 
 Config files are loaded by path (``--config=experiments/foo.py``), so what
 several of them share lives here, in the package, rather than in a sibling
-module they could not import.
+module they could not import. Each file parses its config string with a
+:class:`jaxcnn.config.ArgSpec` of its own.
 """
 
 from __future__ import annotations
-
-from typing import Iterable
 
 import ml_collections
 
@@ -22,32 +21,24 @@ CATS_VS_DOGS_AUGMENTATION = {
 KERAS_VGG16_NOTOP = "~/.keras/models/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 
-def pick_member(arg: str, members: Iterable[str], default: str) -> str:
-  """The ladder member named first in ``arg`` (``default`` when empty).
+# The smoke-test size of a Fashion-MNIST experiment's ``quick`` option: one
+# epoch on the first 6,400 images, the last 640 of them validating, 2,000
+# test images.
+QUICK = {"epochs": 1, "train_examples": 6400, "validation_examples": 640,
+         "test_examples": 2000}
 
-  Raises:
-    ConfigError: an unknown member, listing the valid ones.
+
+def quick(config: ml_collections.ConfigDict, **sizes: int) -> ml_collections.ConfigDict:
+  """Shrinks ``config`` in place to a smoke test (the ``quick`` option).
+
+  Args:
+    config: the experiment's config.
+    **sizes: :func:`jaxcnn.config.shrink` keywords replacing :data:`QUICK`'s.
+
+  Returns:
+    The same config.
   """
-  members = list(members)
-  member = arg.split(",")[0] or default
-  if member not in members:
-    raise config_lib.ConfigError(
-        f"Unknown member '{member}'; members: {', '.join(members)}.")
-  return member
-
-
-def quick(config: ml_collections.ConfigDict, *, train: int = 6400,
-          validation: int = 640, test: int = 2000) -> None:
-  """Shrinks ``config`` in place to a smoke test: one epoch on a few images.
-
-  ``train`` examples are read, the last ``validation`` of them validate,
-  ``test`` are scored; the one epoch ends with a checkpoint.
-  """
-  config.dataset.num_train_examples = train
-  config.dataset.validation_split = validation
-  config.dataset.num_test_examples = test
-  config.training.num_epochs = 1
-  config.training.checkpoint_every_epochs = 1
+  return config_lib.shrink(config, **{**QUICK, **sizes})
 
 
 def lecture004_mlp(model: str, *, num_epochs: int) -> ml_collections.ConfigDict:
@@ -95,7 +86,7 @@ DIGITS_AUGMENTATION = {"rotation_range": 10, "width_shift_range": 0.1,
                        "height_shift_range": 0.1, "zoom_range": 0.1}
 
 
-def digits_transfer(arg: str) -> ml_collections.ConfigDict:
+def digits_transfer(*, augment: bool = False) -> ml_collections.ConfigDict:
   """The offline transfer experiment's data and model, unlocked.
 
   ``sklearn_digits`` (500 images: the last 100 validate, 400 train),
@@ -103,19 +94,13 @@ def digits_transfer(arg: str) -> ml_collections.ConfigDict:
   RMSProp (rate 1e-3), batch 20, 30 epochs, a checkpoint every 10.
 
   Args:
-    arg: '' or 'augment' (adds :data:`DIGITS_AUGMENTATION`).
-
-  Raises:
-    ConfigError: any other argument.
+    augment: add :data:`DIGITS_AUGMENTATION` to the training images.
   """
-  if arg not in ("", "augment"):
-    raise config_lib.ConfigError(
-        f"Unknown config argument {arg!r}; valid: '' or 'augment'.")
   config = config_lib.defaults()
   config.dataset.name = "sklearn_digits"
   config.dataset.validation_split = 100  # the last 100 of the 500: 400 train
   config.dataset.normalization = "rescale"  # as the Fashion-MNIST source
-  if arg == "augment":
+  if augment:
     config.dataset.augmentation.update(DIGITS_AUGMENTATION)
   config.model.name = "mnist_cnn"
   config.optimizer.name = "rmsprop"

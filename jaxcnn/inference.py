@@ -14,7 +14,8 @@ draws every sample: the layers before the first dropout layer run once, the
 rest runs under ``vmap`` over (sample, image) keys, ``samples_per_step``
 samples at a time, and only per-image statistics leave the device, so the
 test set is streamed and the ``[S, N, K]`` samples are kept only when asked.
-Image batches are split over ``jax.local_devices()`` (a 1-D mesh, ``jit``).
+Image batches are split over ``jax.local_devices()`` under ``jit``, on the 1-D
+mesh of ``parallel.batch_mesh`` (``parallel`` is the one device boundary).
 
 Sampling convention: the dropout key of sample ``s`` for the image at
 position ``i`` of ``images`` is ``fold_in(fold_in(rng, s), i)``. The result
@@ -36,15 +37,17 @@ from typing import Any, NamedTuple, Sequence
 import flax
 import jax
 import jax.numpy as jnp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import NamedSharding, PartitionSpec
 import numpy as np
 
 from jaxcnn import metrics
 from jaxcnn import models
+from jaxcnn import parallel
+from jaxcnn import state
 
-# Rows (samples x images per device) per vectorized step. On XLA:CPU the
-# masked activations of ~1k rows stay in cache; 10k rows run 1.5-2.5x slower.
-# Accelerators want big steps; their limit is memory, not cache.
+# Rows (samples x images per device) per vectorized step. XLA:CPU is fastest
+# while one step's masked activations stay in its caches, so CPU steps stay
+# small; accelerators want big steps, bounded by their memory instead.
 _CPU_ROWS_PER_STEP = 1024
 _ACCELERATOR_ROWS_PER_STEP = 32768
 
@@ -243,19 +246,17 @@ def _positive(name: str, value) -> int:
 
 
 class _Runner:
-  """Streams image batches, sharded over a 1-D mesh of devices."""
+  """Streams image batches, sharded over ``parallel.batch_mesh(devices)``."""
 
   def __init__(self, images, batch_size: int, devices: Sequence[jax.Device] | None):
-    devices = list(devices) if devices is not None else jax.local_devices()
-    if not devices:
-      raise ValueError("devices is empty: give at least one device.")
-    self.mesh = Mesh(np.asarray(devices), ("batch",))
+    self.mesh = parallel.batch_mesh(devices)
     self.images = images
     self.n = images.shape[0]
-    per_device = -(-min(batch_size, self.n) // len(devices))
+    num_devices = self.mesh.devices.size
+    per_device = -(-min(batch_size, self.n) // num_devices)
     self.per_device = per_device
-    self.batch = per_device * len(devices)  # every step has this shape: one compile
-    self.sharded = NamedSharding(self.mesh, PartitionSpec("batch"))
+    self.batch = per_device * num_devices  # every step has this shape: one compile
+    self.sharded = NamedSharding(self.mesh, PartitionSpec(parallel.AXIS))
     self.replicated = NamedSharding(self.mesh, PartitionSpec())
 
   def replicate(self, tree):
@@ -387,6 +388,45 @@ def predict_mc(model, variables, images, *, num_samples: int = 100, rng,
 # ---------------------------------------------------------------- report
 
 
+def _uncertainty_summary(mc: MCPrediction, labels: np.ndarray) -> dict[str, float]:
+  """Is the MC uncertainty informative? Accuracy on the most uncertain tenth."""
+  order = np.argsort(-mc.mutual_information, kind="stable")
+  tenth = max(1, len(order) // 10)
+  predicted = mc.mean.argmax(1)
+  correct = predicted == labels
+  return {
+      "mean_mutual_information": float(mc.mutual_information.mean()),
+      "mean_std_of_predicted_class": float(mc.std[np.arange(len(labels)), predicted].mean()),
+      "accuracy_most_uncertain_tenth": float(correct[order[:tenth]].mean()),
+      "accuracy_other_nine_tenths": float(correct[order[tenth:]].mean())
+                                    if len(order) > tenth else float("nan"),
+  }
+
+
+def _write_report(out_dir: str, result: dict[str, Any], images, labels: np.ndarray,
+                  single: np.ndarray, mc: MCPrediction | None, *, num_samples: int,
+                  class_names: Sequence[str] | None, k: int) -> None:
+  """Writes the figures and ``metrics.json`` into ``out_dir``, listing them in ``result``."""
+  # Local: predicting needs neither matplotlib nor the plotting package.
+  from jaxcnn.visualize import uncertainty as uncertainty_plots
+  os.makedirs(out_dir, exist_ok=True)
+  figures = {"reliability_single.png": lambda p: uncertainty_plots.plot_reliability_diagram(
+      single, labels, title="Single pass", path=p)}
+  if mc is not None:
+    figures["reliability_mc.png"] = lambda p: uncertainty_plots.plot_reliability_diagram(
+        mc.mean, labels, title=f"MC dropout ({num_samples})", path=p)
+    figures["certainty_mc.png"] = lambda p: uncertainty_plots.plot_certainty_examples(
+        images, mc.mean, labels, k=min(k, len(labels)), class_names=class_names,
+        uncertainty=mc.mutual_information, score_name="mutual info", std=mc.std, path=p)
+  for name, draw in figures.items():
+    draw(os.path.join(out_dir, name))
+    result["files"].append(os.path.join(out_dir, name))
+  path = os.path.join(out_dir, "metrics.json")
+  result["files"].append(path)
+  with open(path, "w") as f:
+    json.dump(result, f, indent=2)
+
+
 def evaluate_mc(model, variables, images, labels, *, num_samples: int, rng,
                 batch_size: int = 1000, class_names: Sequence[str] | None = None,
                 out_dir: str | None = None, k: int = 5) -> dict[str, Any]:
@@ -395,8 +435,9 @@ def evaluate_mc(model, variables, images, labels, *, num_samples: int, rng,
   Prints the side-by-side table (``metrics.compare``) and, with ``out_dir``,
   writes ``metrics.json``, ``reliability_single.png``, ``reliability_mc.png``
   and ``certainty_mc.png`` (the ``k`` most and least certain images by
-  mutual information, MC std as error bars). A model without dropout gets
-  the single-pass metrics and a note instead of an error.
+  mutual information, MC std as error bars; drawn by
+  ``jaxcnn.visualize.uncertainty``). A model without dropout gets the
+  single-pass metrics and a note instead of an error.
 
   Args:
     model, variables: as for :func:`predict_mc`.
@@ -425,54 +466,43 @@ def evaluate_mc(model, variables, images, labels, *, num_samples: int, rng,
     print("\n".join(f"{name:<14}{value:>10.4f}" for name, value in result["single"].items()))
   if mc is not None:
     result["comparison"] = metrics.compare(single, mc.mean, labels)
-    # Is the uncertainty informative? Accuracy on the most uncertain tenth.
-    order = np.argsort(-mc.mutual_information, kind="stable")
-    tenth = max(1, len(order) // 10)
-    correct = mc.mean.argmax(1) == labels
-    result["uncertainty"] = {
-        "mean_mutual_information": float(mc.mutual_information.mean()),
-        "mean_std_of_predicted_class": float(
-            mc.std[np.arange(len(labels)), mc.mean.argmax(1)].mean()),
-        "accuracy_most_uncertain_tenth": float(correct[order[:tenth]].mean()),
-        "accuracy_other_nine_tenths": float(correct[order[tenth:]].mean())
-                                      if len(order) > tenth else float("nan"),
-    }
+    result["uncertainty"] = _uncertainty_summary(mc, labels)
     print(f"MC dropout, {num_samples} samples, {len(labels)} images:")
     print(metrics.format_comparison(result["comparison"]))
     for name, value in result["uncertainty"].items():
       print(f"{name:<32}{value:>10.4f}")
   if out_dir:
-    os.makedirs(out_dir, exist_ok=True)
-    files = {"reliability_single.png": lambda p: metrics.reliability_diagram(
-        single, labels, p, title="Single pass")}
-    if mc is not None:
-      files["reliability_mc.png"] = lambda p: metrics.reliability_diagram(
-          mc.mean, labels, p, title=f"MC dropout ({num_samples})")
-      files["certainty_mc.png"] = lambda p: metrics.certainty_examples(
-          images, mc.mean, labels, k=min(k, len(labels)), class_names=class_names,
-          uncertainty=mc.mutual_information, score_name="mutual info", std=mc.std,
-          path=p)
-    for name, draw in files.items():
-      draw(os.path.join(out_dir, name))
-      result["files"].append(os.path.join(out_dir, name))
-    path = os.path.join(out_dir, "metrics.json")
-    result["files"].append(path)
-    with open(path, "w") as f:
-      json.dump(result, f, indent=2)
+    _write_report(out_dir, result, images, labels, single, mc, num_samples=num_samples,
+                  class_names=class_names, k=k)
   return result
 
 
 def report(config, workdir: str, *, out_dir: str | None = None) -> dict[str, Any]:
   """``--mode=predict_mc``: the trained workdir's model on the test split.
 
-  Uses ``config.inference.num_samples`` / ``batch_size`` and an rng derived
-  from ``config.seed``; writes into ``<workdir>/mc_dropout`` by default.
+  The model and weights are the workdir's latest checkpoint; everything else
+  comes from ``config`` as given: :func:`evaluate_mc` on its test split.
+
+  Args:
+    config: the workdir's config, already resolved by
+      ``jaxcnn.run.workdir_config`` (its own ``config.json`` with this
+      machine's data location, batch sizes and ``inference.*``). Used as is:
+      ``dataset`` (the test split), ``training.batch_size`` (reading it),
+      ``inference.num_samples`` / ``batch_size``, and ``seed`` (the rng).
+    workdir: a training workdir (``config.json``, ``checkpoints/``).
+    out_dir: where the files go; default ``<workdir>/mc_dropout``.
+
+  Returns:
+    :func:`evaluate_mc`'s result.
+
+  Raises:
+    FileNotFoundError: the workdir has no config.json or no checkpoint.
   """
-  from jaxcnn import checkpoint  # Local: orbax and tf.data only when reporting.
-  from jaxcnn import input_pipeline
-  model, variables, _ = checkpoint.load_for_inference(workdir)
-  data = input_pipeline.create(config.dataset, global_batch_size=config.training.batch_size,
-                               seed=config.seed)
+  # Local: TensorFlow (tf.data) only when reporting.
+  from jaxcnn import data as data_lib
+  model, variables, _ = state.load_for_inference(workdir)
+  data = data_lib.create(config.dataset, global_batch_size=config.training.batch_size,
+                         seed=config.seed)
   images, labels = data.as_numpy("test")
   # A stream of its own: not the training dropout keys of the same seed.
   rng = jax.random.fold_in(jax.random.key(config.seed), 0x4D43)

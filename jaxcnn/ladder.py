@@ -7,21 +7,25 @@ with ``jaxcnn.main`` too) and which also defines:
 * ``get_ladder(options: str = '') -> list[str]``: the members, in order;
 * ``MEMBERS``: optional ``{member: (what it changes, the lecture's number)}``
   for the table;
+* ``ARG``: optional, the file's :class:`jaxcnn.config.ArgSpec`; with it
+  ``--options`` are checked before the first member runs;
 * ``extra_metrics(member, config, workdir) -> dict[str, float]``: optional,
   numbers the training loop does not give (e.g. MC-dropout test accuracy);
   cached in ``<member>/extra.json``.
 
-Each member trains in ``<out>/<member>/`` through
-:func:`jaxcnn.train.train_and_evaluate`, sequentially and in process. A member
-whose ``results.json`` is there and whose ``config.json`` equals the config
-is reused, not retrained. Then ``<out>/results.md``, ``<out>/results.csv``
-and ``<out>/curves.png`` (all members overlaid) are written.
+Each member trains in ``<out>/<member>/`` through :func:`jaxcnn.run.run`
+(``mode='train'``, as ``jaxcnn.main`` does), sequentially and in process. A
+member whose ``results.json`` is there and whose ``config.json`` equals the
+config is reused, not retrained. Then ``<out>/results.md``,
+``<out>/results.csv`` and ``<out>/curves.png`` (all members overlaid) are
+written. ``--epochs``, ``--train_examples``, ``--test_examples`` and
+``--batch_size`` shrink every member by :func:`jaxcnn.config.shrink`.
 
 Launch::
 
-  python -m jaxcnn.ladder --config_file=experiments/fashion_mnist_mlp_activations.py \
+  python -m jaxcnn.ladder --config_file=experiments/mlp_activations.py \
       --out=workdirs/ladders/mlp_activations
-  # the same, small: 1 epoch on 2,000 training images
+  # a small regularization ladder: 1 epoch on 2,000 training images
   python -m jaxcnn.ladder --config_file=experiments/regularization_ladder.py \
       --out=/tmp/reg_quick --epochs=1 --train_examples=2000 --test_examples=1000
 """
@@ -41,9 +45,13 @@ import time
 from types import ModuleType
 from typing import Any, Callable, Sequence
 
+from absl import app
+from absl import flags
+from absl import logging
 import ml_collections
 
 from jaxcnn import config as config_lib
+from jaxcnn import run as run_lib
 
 # Columns of results.csv / results.md, in order (extra metrics follow).
 COLUMNS = ("member", "changes", "epochs", "train_loss", "train_accuracy",
@@ -57,7 +65,7 @@ COSMETIC_KEYS = ("training.progress_bar", "training.log_every_steps")
 TrainFn = Callable[[ml_collections.ConfigDict, str], Any]
 
 
-class LadderError(ValueError):
+class LadderError(config_lib.ConfigError):
   """A ladder that cannot run; the message says what would."""
 
 
@@ -120,6 +128,8 @@ def load(config_file: str, *, options: str = "",
 
   Raises:
     LadderError: no such file, no ``get_ladder``, or an unknown member.
+    ConfigError: ``options`` the file's ``ARG`` (its
+      :class:`jaxcnn.config.ArgSpec`) rejects, before anything runs.
   """
   path = resolve_path(config_file)
   name = "jaxcnn_ladder_" + os.path.splitext(os.path.basename(path))[0]
@@ -138,30 +148,12 @@ def load(config_file: str, *, options: str = "",
     chosen = list(members)
   else:
     chosen = all_members
-  return Ladder(path=path, module=module, members=chosen, options=options)
-
-
-def apply_overrides(config: ml_collections.ConfigDict, *, epochs: int = 0,
-                    train_examples: int = 0, test_examples: int = 0,
-                    batch_size: int = 0) -> ml_collections.ConfigDict:
-  """Shrinks a config for a small run (0 leaves a field as it is).
-
-  A validation count larger than a tenth of ``train_examples`` is scaled down
-  to that tenth, so a quick run keeps most of its examples for training.
-  """
-  with config.unlocked():
-    if epochs:
-      config.training.num_epochs = epochs
-    if train_examples:
-      config.dataset.num_train_examples = train_examples
-      val = config.dataset.validation_split
-      if val >= 1 and val > train_examples // 10:
-        config.dataset.validation_split = max(1, train_examples // 10)
-    if test_examples:
-      config.dataset.num_test_examples = test_examples
-    if batch_size:
-      config.training.batch_size = batch_size
-  return config
+  ladder = Ladder(path=path, module=module, members=chosen, options=options)
+  spec = getattr(module, "ARG", None)
+  if isinstance(spec, config_lib.ArgSpec):
+    for member in chosen:  # A misspelled --options fails now, not at member 1.
+      spec.parse(ladder.config_string(member))
+  return ladder
 
 
 def _without_cosmetic(config: dict) -> dict:
@@ -200,11 +192,10 @@ def run_member(ladder: Ladder, member: str, out: str, *,
     ladder: the loaded ladder.
     member: one of ``ladder.members``.
     out: the ladder's output folder; the member trains in ``out/member``.
-    overrides: keyword arguments of :func:`apply_overrides`.
+    overrides: keyword arguments of :func:`jaxcnn.config.shrink`.
     overwrite: delete a workdir whose config differs instead of failing.
     train_fn: ``(config, workdir) -> anything``; default
-      :func:`default_train` (``train.train_and_evaluate``, or
-      ``transfer.train_head_on_features`` for feature extraction).
+      :func:`default_train`.
 
   Returns:
     ``'reused'`` or ``'trained'``.
@@ -213,7 +204,7 @@ def run_member(ladder: Ladder, member: str, out: str, *,
     LadderError: the workdir holds a run of another config (and not
       ``overwrite``).
   """
-  config = apply_overrides(ladder.get_config(member), **(overrides or {}))
+  config = config_lib.shrink(ladder.get_config(member), **(overrides or {}))
   config_lib.validate(config)
   workdir = os.path.join(out, member)
   same = _same_config(workdir, config)
@@ -232,14 +223,9 @@ def run_member(ladder: Ladder, member: str, out: str, *,
 
 
 def default_train(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Trains as ``jaxcnn.main --mode=train`` does (feature extraction included)."""
-  # Local imports: importing JAX is slow and tests pass their own train_fn.
-  if config.transfer.feature_extraction:
-    from jaxcnn import transfer  # The frozen base runs once; the head trains.
-    transfer.train_head_on_features(config, workdir)
-  else:
-    from jaxcnn import train
-    train.train_and_evaluate(config, workdir)
+  """Trains through the one dispatch ``jaxcnn.main --mode=train`` uses."""
+  # Local import: the modes pull in JAX and TF; tabulating needs neither.
+  run_lib.run(config, workdir, "train")
 
 
 def _extra(ladder: Ladder, member: str, config, workdir: str) -> dict[str, float]:
@@ -386,7 +372,7 @@ def run(config_file: str, out: str, *, members: Sequence[str] | None = None,
     out: output folder; members train in ``out/<member>/``.
     members: a subset of members; None runs all.
     options: appended to every member's config string (e.g. ``'cifar10'``).
-    overrides: :func:`apply_overrides` keywords (``epochs``,
+    overrides: :func:`jaxcnn.config.shrink` keywords (``epochs``,
       ``train_examples``, ``test_examples``, ``batch_size``).
     overwrite: retrain members whose workdir holds another config.
     plot: also write ``curves.png``.
@@ -408,37 +394,106 @@ def run(config_file: str, out: str, *, members: Sequence[str] | None = None,
   return rows
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-  """Command line: ``python -m jaxcnn.ladder --config_file=... --out=...``."""
-  import argparse
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--config_file", required=True,
-                      help="ladder file, or its name in experiments/")
-  parser.add_argument("--out", required=True, help="output folder")
-  parser.add_argument("--members", default="",
-                      help="comma-separated subset of members (default: all)")
-  parser.add_argument("--options", default="",
-                      help="appended to every member's config string, e.g. cifar10")
-  parser.add_argument("--epochs", type=int, default=0)
-  parser.add_argument("--train_examples", type=int, default=0)
-  parser.add_argument("--test_examples", type=int, default=0)
-  parser.add_argument("--batch_size", type=int, default=0)
-  parser.add_argument("--overwrite", action="store_true")
-  parser.add_argument("--no_plot", action="store_true")
-  parser.add_argument("--table_only", action="store_true",
-                      help="only tabulate the finished members")
-  args = parser.parse_args(argv)
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  members = [m for m in args.members.split(",") if m] or None
-  if args.table_only:
-    ladder = load(args.config_file, options=args.options, members=members)
-    print(to_markdown(write_outputs(ladder, args.out, plot=not args.no_plot)))
+# The command line's flags, defined by :func:`define_flags`.
+FLAGS = flags.FLAGS
+_FLAG_NAMES = ("config_file", "out", "members", "options", "epochs",
+               "train_examples", "test_examples", "batch_size", "overwrite",
+               "no_plot", "table_only")
+
+
+def define_flags() -> None:
+  """Defines the command line's flags on absl's global ``FLAGS``, once.
+
+  Defined on demand rather than at import: a process that imports this
+  module (a test, a notebook next to ``jaxcnn.main``) keeps its own flags,
+  and ``python -m jaxcnn.ladder`` (this file as ``__main__``) cannot collide
+  with a later ``import jaxcnn.ladder``.
+  """
+  if "config_file" in FLAGS:
     return
-  run(args.config_file, args.out, members=members, options=args.options,
-      overrides=dict(epochs=args.epochs, train_examples=args.train_examples,
-                     test_examples=args.test_examples, batch_size=args.batch_size),
-      overwrite=args.overwrite, plot=not args.no_plot)
+  flags.DEFINE_string("config_file", None, "Ladder file, or its name in experiments/.")
+  flags.DEFINE_string("out", None, "Output folder; members train in <out>/<member>/.")
+  flags.DEFINE_list("members", [], "Comma-separated subset of members (default: all).")
+  flags.DEFINE_string("options", "",
+                      "Appended to every member's config string, e.g. cifar10.")
+  flags.DEFINE_integer("epochs", 0, "Epochs of every member (0: the file's).",
+                       lower_bound=0)
+  flags.DEFINE_integer("train_examples", 0, "Training examples read (0: the file's); "
+                       "a larger validation count is cut to a tenth of them.",
+                       lower_bound=0)
+  flags.DEFINE_integer("test_examples", 0, "Test examples (0: the file's).",
+                       lower_bound=0)
+  flags.DEFINE_integer("batch_size", 0, "Global batch (0: the file's).", lower_bound=0)
+  flags.DEFINE_bool("overwrite", False,
+                    "Retrain members whose workdir holds another config.")
+  flags.DEFINE_bool("no_plot", False, "Do not write curves.png.")
+  flags.DEFINE_bool("table_only", False, "Only tabulate the finished members.")
+
+
+def parse_flags(argv: Sequence[str]) -> list[str]:
+  """Defines and parses the flags; a bad flag is one line, not a traceback.
+
+  Args:
+    argv: ``sys.argv``-like: the program name, then flags.
+
+  Returns:
+    The arguments that are not flags (the program name first).
+  """
+  define_flags()
+  for name in _FLAG_NAMES:  # In process, a second parse starts from defaults.
+    FLAGS[name].unparse()
+  try:
+    return FLAGS(list(argv))
+  except flags.Error as e:
+    print(f"error: {e}\nPass --helpfull for the flags.", file=sys.stderr)
+    sys.exit(2)
+
+
+def main(argv: Sequence[str]) -> None:
+  """The command line, once :func:`parse_flags` has parsed the flags.
+
+  ``python -m jaxcnn.ladder`` runs it through ``absl.app.run``; in process,
+  ``main(parse_flags(['ladder', '--config_file=...', '--out=...']))``.
+
+  Args:
+    argv: the arguments that are not flags; only the program name is valid.
+
+  Raises:
+    SystemExit: 1 after printing, as one line, an error that says what
+      would run (``run.user_errors``).
+  """
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  if not FLAGS["verbosity"].present:
+    # Orbax and TFDS log every save and read at INFO; the progress lines and
+    # the table are the output. -v 0 brings the INFO logs back.
+    logging.set_verbosity(logging.WARNING)
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  try:
+    _main()
+  except Exception as e:  # pylint: disable=broad-except
+    if not isinstance(e, run_lib.user_errors()):
+      raise
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+
+
+def _main() -> None:
+  """Runs or tabulates the ladder the parsed flags name."""
+  missing = [f"--{n}" for n in ("config_file", "out") if not FLAGS[n].value]
+  if missing:
+    raise LadderError(f"Missing {' and '.join(missing)}; usage: python -m jaxcnn.ladder "
+                      "--config_file=experiments/<ladder>.py --out=<folder>.")
+  members = FLAGS.members or None
+  if FLAGS.table_only:
+    ladder = load(FLAGS.config_file, options=FLAGS.options, members=members)
+    print(to_markdown(write_outputs(ladder, FLAGS.out, plot=not FLAGS.no_plot)))
+    return
+  run(FLAGS.config_file, FLAGS.out, members=members, options=FLAGS.options,
+      overrides=dict(epochs=FLAGS.epochs, train_examples=FLAGS.train_examples,
+                     test_examples=FLAGS.test_examples, batch_size=FLAGS.batch_size),
+      overwrite=FLAGS.overwrite, plot=not FLAGS.no_plot)
 
 
 if __name__ == "__main__":
-  main(sys.argv[1:])
+  app.run(main, flags_parser=parse_flags)

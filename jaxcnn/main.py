@@ -16,6 +16,8 @@ from absl import logging
 from absl import flags
 from ml_collections import config_flags
 
+from jaxcnn import run
+
 # TF is used for tf.data only: keep it off the GPU, which JAX needs whole.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -24,7 +26,7 @@ config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (experiments/<name>.py).",
     lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
-flags.DEFINE_enum("mode", "train", ["train", "eval", "predict_mc", "visualize"],
+flags.DEFINE_enum("mode", "train", list(run.MODES),
                   "What to do with the experiment.")
 flags.DEFINE_bool("debug_nans", False,
                   "Run the step without pmap under jax_debug_nans to find the op "
@@ -58,27 +60,9 @@ def main(argv):
   if FLAGS.debug_nans:
     jax.config.update("jax_debug_nans", True)
 
-  from jaxcnn import checkpoint
-  from jaxcnn import config as config_lib
-  from jaxcnn import train
-  config = FLAGS.config
   try:
-    config_lib.validate(config)
-    if FLAGS.mode == "train" and config.transfer.feature_extraction:
-      from jaxcnn import transfer  # The frozen base runs once; the head trains.
-      transfer.train_head_on_features(config, FLAGS.workdir)
-    elif FLAGS.mode == "train":
-      train.train_and_evaluate(config, FLAGS.workdir)
-    elif FLAGS.mode == "eval":
-      train.evaluate_workdir(config, FLAGS.workdir)
-    elif FLAGS.mode == "predict_mc":
-      from jaxcnn import inference
-      inference.report(config, FLAGS.workdir)
-    elif FLAGS.mode == "visualize":
-      from jaxcnn import visualize
-      visualize.plot_workdir(config, FLAGS.workdir)
-  except (config_lib.ConfigError, train.NonFiniteLossError, FileNotFoundError,
-          checkpoint.CheckpointMismatchError) as e:
+    run.run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
+  except run.user_errors() as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
 
@@ -92,6 +76,11 @@ def parse_flags(argv):
     print(f"error: bad config override: {message}", file=sys.stderr)
     sys.exit(2)
   except flags.Error as e:
+    from jaxcnn import config as config_lib  # pylint: disable=g-import-not-at-top
+    cause = config_lib.root_config_error(e)
+    if cause is not None:  # Raised by get_config(arg): its one line, not a trace.
+      print(f"error: {cause}", file=sys.stderr)
+      sys.exit(2)
     print(f"error: {e}\nPass --helpfull for the flags.", file=sys.stderr)
     sys.exit(2)
 

@@ -7,9 +7,11 @@ Everything takes probabilities ``[N, K]`` (rows sum to 1; a binary model's
   negative_log_likelihood(probs, labels)      # Keras' sparse categorical CE
   brier_score(probs, labels)                  # mean_n sum_k (p_nk - y_nk)^2
   expected_calibration_error(probs, labels)   # 15 equal-width confidence bins
+  calibration_bins(probs, labels)             # the numbers of a reliability diagram
   compare(single_probs, mc_probs, labels)     # the above, single vs MC dropout
-  reliability_diagram(probs, labels, path)    # PNG
-  certainty_examples(images, probs, labels, k=5, path=...)  # PNG
+
+Numbers only: their figures (reliability diagram, most and least certain
+images) are :mod:`jaxcnn.visualize.uncertainty`.
 
 ``entropy`` and ``mutual_information`` are written with ``jax.numpy`` so the
 MC-dropout program (``jaxcnn.inference``) computes them on the device with the
@@ -18,14 +20,11 @@ very same code the tests check against the formulas. Entropies are in nats.
 
 from __future__ import annotations
 
-import os
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.scipy import special
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 import numpy as np
 
 # Keras' backend epsilon: its cross-entropy clips probabilities to
@@ -68,8 +67,18 @@ def mutual_information(samples: Any) -> jax.Array:
   return jnp.maximum(total - entropy(samples).mean(axis=0), 0.0)
 
 
-def _check(probs: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
-  """Validates and converts probabilities [N, K] (or binary [N]) and labels [N]."""
+def as_probs_and_labels(probs: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+  """Validated float64 probabilities ``[N, K]`` and integer labels ``[N]``.
+
+  Args:
+    probs: ``[N, K]`` probabilities, or a binary model's ``[N]`` probabilities
+      of class 1 (returned as ``[N, 2]``).
+    labels: ``[N]`` class ids (integer-valued floats are accepted).
+
+  Raises:
+    ValueError: shapes that do not match, no examples, or labels that are
+      not class ids of ``probs`` (the message says which).
+  """
   probs = np.asarray(probs, dtype=np.float64)
   labels = np.asarray(labels)
   if probs.ndim == 1:  # A sigmoid output: P(class 1).
@@ -97,7 +106,7 @@ def _check(probs: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def accuracy(probs: Any, labels: Any) -> float:
   """Fraction of examples whose most probable class is the label."""
-  probs, labels = _check(probs, labels)
+  probs, labels = as_probs_and_labels(probs, labels)
   return float(np.mean(probs.argmax(axis=1) == labels))
 
 
@@ -114,14 +123,14 @@ def negative_log_likelihood(probs: Any, labels: Any, *,
   Returns:
     The mean negative log-likelihood in nats.
   """
-  probs, labels = _check(probs, labels)
+  probs, labels = as_probs_and_labels(probs, labels)
   picked = probs[np.arange(len(labels)), labels]
   return float(-np.mean(np.log(np.clip(picked, eps, 1.0 - eps))))
 
 
 def brier_score(probs: Any, labels: Any) -> float:
   """Multi-class Brier score: ``mean_n sum_k (p_nk - y_nk)^2`` (0 best, 2 worst)."""
-  probs, labels = _check(probs, labels)
+  probs, labels = as_probs_and_labels(probs, labels)
   onehot = np.eye(probs.shape[1])[labels]
   return float(np.mean(np.sum((probs - onehot) ** 2, axis=1)))
 
@@ -139,10 +148,20 @@ class CalibrationBins(NamedTuple):
 
 
 def calibration_bins(probs: Any, labels: Any, *, num_bins: int = NUM_BINS) -> CalibrationBins:
-  """Bins examples by confidence into ``num_bins`` equal-width bins of [0, 1]."""
+  """Bins examples by confidence into ``num_bins`` equal-width bins of [0, 1].
+
+  Args:
+    probs: ``[N, K]`` probabilities (binary ``[N]`` accepted).
+    labels: ``[N]`` class ids.
+    num_bins: equal-width bins of the max probability.
+
+  Returns:
+    :class:`CalibrationBins`: what a reliability diagram draws
+    (``jaxcnn.visualize.plot_reliability_diagram``).
+  """
   if num_bins < 1:
     raise ValueError(f"num_bins must be >= 1, got {num_bins}.")
-  probs, labels = _check(probs, labels)
+  probs, labels = as_probs_and_labels(probs, labels)
   confidence = probs.max(axis=1)
   correct = probs.argmax(axis=1) == labels
   edges = np.linspace(0.0, 1.0, num_bins + 1)
@@ -204,8 +223,8 @@ def compare(single_probs: Any, mc_probs: Any, labels: Any) -> dict[str, dict[str
     ece and mean_entropy (higher accuracy is better; lower for the rest,
     except entropy, which only says how unsure the predictions are).
   """
-  single_probs, labels = _check(single_probs, labels)
-  mc_probs, _ = _check(mc_probs, labels)
+  single_probs, labels = as_probs_and_labels(single_probs, labels)
+  mc_probs, _ = as_probs_and_labels(mc_probs, labels)
   if single_probs.shape != mc_probs.shape:
     raise ValueError(
         f"single_probs {single_probs.shape} and mc_probs {mc_probs.shape} must have "
@@ -222,150 +241,3 @@ def format_comparison(comparison: dict[str, dict[str, float]]) -> str:
   for name, values in comparison.items():
     lines.append(f"{name:<14}{values['single']:>10.4f}{values['mc']:>12.4f}")
   return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- figures
-
-
-def _figure(width: float, height: float, dpi: int) -> Figure:
-  # A Figure with an Agg canvas, not pyplot: no display, no global state.
-  fig = Figure(figsize=(width, height), dpi=dpi, layout="constrained")
-  FigureCanvasAgg(fig)
-  return fig
-
-
-def _save(fig: Figure, path: str | os.PathLike | None) -> None:
-  if path:
-    directory = os.path.dirname(os.fspath(path))
-    if directory:
-      os.makedirs(directory, exist_ok=True)
-    fig.savefig(path, format="png")
-
-
-def reliability_diagram(probs: Any, labels: Any, path: str | os.PathLike | None = None, *,
-                        num_bins: int = NUM_BINS, title: str = "Reliability diagram",
-                        dpi: int = 100) -> Figure:
-  """Accuracy against confidence per bin, with the confidence histogram.
-
-  Bars on the diagonal are a calibrated model; bars below it, an overconfident
-  one. The title carries the ECE.
-
-  Args:
-    probs: ``[N, K]`` probabilities (binary ``[N]`` accepted).
-    labels: ``[N]`` class ids.
-    path: where to write the PNG (parent folders are made); None = don't.
-    num_bins: equal-width confidence bins.
-    title: the figure title (the ECE is appended).
-    dpi: resolution of the PNG.
-
-  Returns:
-    The matplotlib Figure (drawn by Agg; no display needed).
-  """
-  bins = calibration_bins(probs, labels, num_bins=num_bins)
-  ece = expected_calibration_error(probs, labels, num_bins=num_bins)
-  centers = (bins.edges[:-1] + bins.edges[1:]) / 2
-  width = 1.0 / num_bins
-  fig = _figure(5.0, 6.0, dpi)
-  top, bottom = fig.subplots(2, 1, height_ratios=(3, 1), sharex=True)
-  full = bins.counts > 0  # Empty bins get no bar: they carry no evidence.
-  acc, conf = bins.accuracy[full], bins.confidence[full]
-  top.bar(centers[full], acc, width=width, edgecolor="black", color="tab:blue",
-          label="accuracy")
-  top.bar(centers[full], conf - acc, bottom=acc, width=width, edgecolor="tab:red",
-          color="tab:red", alpha=0.3, hatch="//", label="gap to mean confidence")
-  top.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
-  top.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=f"{title} (ECE {ece:.4f})")
-  top.legend(loc="upper left")
-  bottom.bar(centers, bins.counts / bins.counts.sum(), width=width, edgecolor="black",
-             color="tab:gray")
-  bottom.set(xlabel="confidence (max probability)", ylabel="fraction")
-  _save(fig, path)
-  return fig
-
-
-def _display(image: np.ndarray) -> tuple[np.ndarray, str | None]:
-  """An image as imshow wants it: min-max scaled, gray for one channel."""
-  image = np.asarray(image, dtype=np.float64)
-  if image.ndim == 3 and image.shape[-1] == 1:
-    image = image[..., 0]
-  elif image.ndim == 3 and image.shape[-1] != 3:
-    image = image[..., 0]  # Not RGB: show the first channel.
-  # Percentiles, not min/max: standardized inputs have a few extreme pixels
-  # (rarely lit corners) that would leave the rest of the image black.
-  low, high = np.percentile(image, [1, 99])
-  image = np.clip((image - low) / (high - low), 0, 1) if high > low else np.zeros_like(image)
-  return image, ("gray" if image.ndim == 2 else None)
-
-
-def certainty_examples(images: Any, probs: Any, labels: Any, *, k: int = 5,
-                       class_names: Sequence[str] | None = None, uncertainty: Any = None,
-                       score_name: str | None = None, std: Any = None,
-                       path: str | os.PathLike | None = None, dpi: int = 100) -> Figure:
-  """The k most and k least certain images, each over its probability bars.
-
-  Lecture 004 prints the MC probabilities (and their standard deviation) of
-  one test image; this draws them for the extremes of the test set.
-
-  Args:
-    images: ``[N, H, W, C]`` (or ``[N, H, W]``) images, any scale.
-    probs: ``[N, K]`` probabilities (e.g. the MC mean).
-    labels: ``[N]`` true class ids (green bar; a wrong top class is red).
-    k: examples per group, at most N (the groups overlap when 2k > N).
-    class_names: K names for the bar ticks (default: class ids).
-    uncertainty: ``[N]`` scores to rank by, higher = less certain (e.g. the
-      MC mutual information); default the predictive entropy of ``probs``.
-    score_name: what the titles call the score (default 'entropy' or 'score').
-    std: optional ``[N, K]`` MC standard deviations, drawn as error bars.
-    path: where to write the PNG; None = don't.
-    dpi: resolution of the PNG.
-
-  Returns:
-    The Figure: row 1-2 the most certain, rows 3-4 the least certain.
-  """
-  probs, labels = _check(probs, labels)
-  images = np.asarray(images)
-  n, num_classes = probs.shape
-  if images.shape[0] != n or images.ndim not in (3, 4):
-    raise ValueError(
-        f"images must be [N, H, W, C] or [N, H, W] with N={n} (as probs); got {images.shape}.")
-  if not 1 <= k <= n:
-    raise ValueError(f"k must be in [1, {n}] for {n} examples, got {k}.")
-  names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
-  if len(names) != num_classes:
-    raise ValueError(f"class_names has {len(names)} names for {num_classes} classes.")
-  score = (np.asarray(entropy(probs)) if uncertainty is None
-           else np.asarray(uncertainty, dtype=np.float64).reshape(-1))
-  if score.shape != (n,):
-    raise ValueError(f"uncertainty must be [{n}], got shape {np.shape(uncertainty)}.")
-  if std is not None:
-    std = np.asarray(std, dtype=np.float64)
-    if std.shape != probs.shape:
-      raise ValueError(f"std must be {probs.shape} like probs, got {std.shape}.")
-  if score_name is None:
-    score_name = "entropy" if uncertainty is None else "score"
-  order = np.argsort(score, kind="stable")
-  groups = (("most certain", order[:k]), ("least certain", order[::-1][:k]))
-  fig = _figure(2.2 * k, 9.0, dpi)
-  axes = fig.subplots(4, k, squeeze=False, height_ratios=(1.2, 1, 1.2, 1))
-  for g, (group, indices) in enumerate(groups):
-    for j, i in enumerate(indices):
-      image_ax, bar_ax = axes[2 * g, j], axes[2 * g + 1, j]
-      shown, cmap = _display(images[i])
-      image_ax.imshow(shown, cmap=cmap)
-      image_ax.set_xticks([])
-      image_ax.set_yticks([])
-      predicted = int(probs[i].argmax())
-      image_ax.set_title(
-          f"{group}\ntrue {names[labels[i]]}, pred {names[predicted]} "
-          f"{probs[i, predicted]:.2f}\n{score_name} {score[i]:.3f}", fontsize=8)
-      colors = ["tab:gray"] * num_classes
-      colors[predicted] = "tab:red"
-      colors[labels[i]] = "tab:green"
-      bar_ax.bar(range(num_classes), probs[i], color=colors,
-                 yerr=None if std is None else std[i], capsize=2)
-      bar_ax.set_ylim(0, 1.05)
-      bar_ax.set_xticks(range(num_classes))
-      bar_ax.set_xticklabels(names, rotation=90, fontsize=6)
-      bar_ax.tick_params(axis="y", labelsize=6)
-  _save(fig, path)
-  return fig

@@ -1,8 +1,10 @@
-"""The pmap boundary: per-device train and eval steps over the 'batch' axis.
+"""The device boundary: per-device train and eval steps over the 'batch' axis.
 
-This is the only module that maps over devices: ``jax.pmap``, or in one
-process the ``jit`` of ``shard_map`` that pmap compiles to, called without
-pmap's per-call overhead (``_data_parallel``). The train state is NOT replicated by
+Every mapping over devices is built here: the train and eval steps
+(``jax.pmap``, or in one process the ``jit`` of ``shard_map`` that pmap
+compiles to, called without pmap's per-call overhead: ``_data_parallel``),
+and the 1-D device mesh inference shards its batches over
+(:func:`batch_mesh`). The train state is NOT replicated by
 hand: it enters with ``in_axes=None`` and leaves with ``out_axes=None``, which
 is valid because every device ends the step with the same state (gradients,
 metrics and BatchNorm statistics are all averaged over the axis).
@@ -11,7 +13,7 @@ metrics and BatchNorm statistics are all averaged over the axis).
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import flax
 import jax
@@ -22,29 +24,13 @@ import optax
 from jaxcnn import collectives
 from jaxcnn import config as config_lib
 
+if TYPE_CHECKING:  # Annotations only: the steps work on any state pytree with
+  # TrainState's fields, and the data layer below can use parallel's rules.
+  from jaxcnn.state import TrainState
+
 AXIS = "batch"
 
 Batch = Mapping[str, jax.Array]
-
-
-@flax.struct.dataclass
-class TrainState:
-  """Everything a resumed run needs, as one pytree (saved whole by Orbax).
-
-  Attributes:
-    step: global optimizer steps taken.
-    params: trainable parameters.
-    batch_stats: BatchNorm moving statistics ({} if the model has none).
-    opt_state: Optax state, learning rate and schedule count included.
-    rng: base PRNG key (raw uint32[2]); per-step keys are folded from it.
-    plateau: reduce-on-plateau state (a small pytree; empty when unused).
-  """
-  step: jax.Array
-  params: Any
-  batch_stats: Any
-  opt_state: Any
-  rng: jax.Array
-  plateau: Any
 
 
 def to_host(tree: Any) -> Any:
@@ -107,26 +93,51 @@ def check_device_count() -> None:
         "notebook, or in the shell), then restart.")
 
 
-def check_global_batch(global_batch_size: int, device_count: int | None = None) -> int:
+def check_global_batch(global_batch_size: int, device_count: int | None = None,
+                       what: str = "training.batch_size") -> int:
   """Returns the per-device batch size, or explains which sizes would work.
 
+  The one batch-divisibility rule of the project: the train step and the
+  input pipeline (training and evaluation batches) all check it here.
+
   Args:
-    global_batch_size: examples per optimizer step over all devices.
+    global_batch_size: examples per step over all devices.
     device_count: devices of all processes (defaults to jax.device_count()).
+    what: the setting the batch comes from, named in the message.
 
   Raises:
-    ConfigError: the batch does not divide across the devices.
+    ConfigError: the batch does not divide across the devices (every device
+      needs an equal share of at least one example); the message names the
+      nearest sizes that do.
   """
   n = device_count or jax.device_count()
-  if global_batch_size % n:
+  if global_batch_size < n or global_batch_size % n:
     lower = (global_batch_size // n) * n
     upper = lower + n
     options = [b for b in (lower, upper) if b > 0]
     raise config_lib.ConfigError(
-        f"training.batch_size={global_batch_size} does not divide across "
+        f"{what}={global_batch_size} does not divide across "
         f"{n} devices ({jax.process_count()} process(es)); use a multiple of "
         f"{n}, e.g. {' or '.join(map(str, options))}.")
   return global_batch_size // n
+
+
+def batch_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
+  """A 1-D mesh whose one axis, :data:`AXIS`, splits batches over ``devices``.
+
+  Shard a batch over it with ``NamedSharding(mesh, PartitionSpec(AXIS))``;
+  ``PartitionSpec()`` replicates (weights, keys).
+
+  Args:
+    devices: the devices, in mesh order; default ``jax.local_devices()``.
+
+  Raises:
+    ValueError: ``devices`` is empty.
+  """
+  devices = list(devices) if devices is not None else jax.local_devices()
+  if not devices:
+    raise ValueError("devices is empty: give at least one device.")
+  return jax.sharding.Mesh(np.asarray(devices), (AXIS,))
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array,
@@ -179,8 +190,8 @@ def make_train_step(
     pmap: False runs the same per-device function on one device under jit
       (``--debug_nans``: jax_debug_nans can then point at the op).
     donate_state: the step reuses the incoming state's buffers for the new
-      state (XLA updates parameters and optimizer slots in place: 1.23x
-      faster on lecture 004's MLP, measured). The state passed in is then
+      state (XLA updates parameters and optimizer slots in place, which
+      saves a copy of every parameter per step). The state passed in is then
       deleted: always continue from the returned one, and pass False when
       other live pytrees share its arrays. Single-process runs only.
 
@@ -308,8 +319,8 @@ def _data_parallel(per_device_fn, donate_argnums=()):
       raise ValueError(
           f"The batch's leading (device) axis has size {num_devices}, but "
           f"there are {len(devices)} local devices: shape batches as "
-          "[devices, per_device_batch, ...] (input_pipeline does).")
-    mesh = jax.sharding.Mesh(np.asarray(devices[:num_devices]), (AXIS,))
+          "[devices, per_device_batch, ...] (jaxcnn.data does).")
+    mesh = batch_mesh(devices[:num_devices])
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS))
     program = jax.shard_map(per_shard, mesh=mesh, in_specs=(replicated.spec, split.spec),

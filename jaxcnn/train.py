@@ -1,13 +1,22 @@
-"""The training loop: ``train_and_evaluate(config, workdir) -> (state, history)``.
+"""The one training loop: ``train_and_evaluate(config, workdir) -> (state, history)``.
 
-Everything here is a library function a notebook can call; ``main.py`` only
-parses flags and dispatches. The loop resumes from the newest good checkpoint
-in ``workdir``, logs to TensorBoard, ``history.json`` and a progress bar, and
-fetches metrics from the devices only at refresh points (never every step).
+Every run, end to end or on cached features (``jaxcnn.transfer``), goes
+through the same three steps::
+
+  setup = build(config, workdir)               # data, models, optimizer
+  setup, state, progress = start(setup, ckpt)  # resume, else pretrained, else scratch
+  state, history = fit(setup, state, progress, ckpt)
+
+so every run resumes from the newest good checkpoint in ``workdir``, stops
+cleanly on SIGTERM, stops on a NaN with the step and the last good
+checkpoint, and logs to TensorBoard, ``history.json`` and a progress bar.
+Metrics are fetched from the devices only at refresh points (never every
+step). Everything here is a library function a notebook can call.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -24,12 +33,12 @@ import tqdm
 
 from jaxcnn import checkpoint as checkpoint_lib
 from jaxcnn import config as config_lib
-from jaxcnn import input_pipeline
+from jaxcnn import data as data_lib
 from jaxcnn import models
 from jaxcnn import optim
 from jaxcnn import parallel
-from jaxcnn import transfer
-from jaxcnn.parallel import TrainState
+from jaxcnn import state as state_lib
+from jaxcnn.state import TrainState
 
 # Host fetches of metrics (for the progress bar and the NaN check) happen every
 # this many steps: rare enough not to stall the device queue.
@@ -52,50 +61,319 @@ def _step(state: TrainState) -> int:
   return int(parallel.to_host(state.step))
 
 
-def create_model(config: ml_collections.ConfigDict, num_classes: int,
-                 axis_name: str | None = None):
-  """Builds the linen model of ``config.model`` for ``num_classes`` outputs."""
-  return models.create(config.model, num_classes=num_classes, axis_name=axis_name)
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  """What :func:`fit` trains, built once per run.
+
+  Attributes:
+    config: the validated experiment config.
+    workdir: absolute path of the run's folder.
+    data: batches (``jaxcnn.data.Data``, or cached features with the same
+      methods: ``info``, ``steps_per_epoch``, ``train_epoch``,
+      ``eval_batches``).
+    model: the eval-step model.
+    train_model: the train-step model (``axis_name`` set; frozen layers
+      behave as Keras' ``trainable=False`` once :func:`start` has run).
+    tx: the optimizer.
+    rules: regularization rules by parameter path (filled by :func:`start`).
+    meta: what rebuilds the model from a checkpoint (``state.abstract``).
+    test_time_flip: score validation and test on image + mirror.
+  """
+  config: ml_collections.ConfigDict
+  workdir: str
+  data: Any
+  model: Any
+  train_model: Any
+  tx: Any
+  meta: dict
+  rules: dict = dataclasses.field(default_factory=dict)
+  test_time_flip: bool = False
 
 
-def create_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int):
-  """Builds the optax chain of ``config.optimizer`` / ``config.schedule``."""
-  return optim.create(config.optimizer, config.schedule,
-                      steps_per_epoch=steps_per_epoch,
-                      num_epochs=config.training.num_epochs,
-                      freeze=tuple(config.regularization.freeze))
+@dataclasses.dataclass
+class Progress:
+  """Where a run stands: epochs done, their history, the current epoch's sums."""
+  epoch: int
+  history: dict[str, Any]
+  partial: dict[str, float]
 
 
-def create_train_state(config: ml_collections.ConfigDict, model, tx,
-                       image_shape: tuple[int, ...]) -> TrainState:
-  """Initializes parameters, optimizer state and keys from ``config.seed``."""
-  rng = jax.random.PRNGKey(config.seed)
-  init_rng, dropout_rng, state_rng = jax.random.split(rng, 3)
-  dummy = jnp.zeros((1,) + tuple(image_shape), jnp.float32)
-  variables = jax.jit(lambda r, d: model.init(
-      {"params": r, "dropout": dropout_rng}, d, train=False))(init_rng, dummy)
-  # Keras weights named by a `weights_path` override (e.g. VGG16); a no-op
-  # for models without one.
-  variables = models.load_pretrained(model, variables)
-  params = variables["params"]
-  batch_stats = variables.get("batch_stats", {})
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    batch_stats=batch_stats, opt_state=tx.init(params),
-                    rng=state_rng, plateau=optim.init_plateau(config.schedule))
+def build(config: ml_collections.ConfigDict, workdir: str) -> Setup:
+  """Validates ``config`` and builds the data, models and optimizer.
+
+  Nothing is written to ``workdir`` here (it is created and checked for
+  writing): a run that turns out incompatible with it changes nothing.
+
+  Raises:
+    config_lib.ConfigError: the config cannot run (before anything compiles).
+    OSError: the workdir cannot be written.
+  """
+  config_lib.validate(config)
+  parallel.check_device_count()
+  parallel.check_global_batch(config.training.batch_size)
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  _check_writable(workdir)
+  data = data_lib.create(config.dataset,
+                         global_batch_size=config.training.batch_size,
+                         seed=config.seed)
+  info = data.info
+  meta = {"num_classes": info.num_classes, "image_shape": list(info.image_shape),
+          "steps_per_epoch": data.steps_per_epoch,
+          "global_batch_size": config.training.batch_size}
+  return Setup(
+      config=config, workdir=workdir, data=data,
+      model=models.create(config.model, num_classes=info.num_classes),
+      train_model=models.create(config.model, num_classes=info.num_classes,
+                                axis_name=parallel.AXIS),
+      tx=state_lib.optimizer(config, data.steps_per_epoch), meta=meta,
+      test_time_flip=config.training.test_time_flip)
 
 
-def abstract_state_from_meta(config: ml_collections.ConfigDict, meta: dict):
-  """The model and an abstract TrainState matching a checkpoint's meta."""
-  model = create_model(config, meta["num_classes"])
-  tx = create_optimizer(config, meta["steps_per_epoch"])
-  state = jax.eval_shape(
-      lambda: create_train_state(config, model, tx, tuple(meta["image_shape"])))
-  return model, state
+def checkpointer(setup: Setup) -> checkpoint_lib.Checkpointer:
+  """The run's checkpointer (``<workdir>/checkpoints``); close it when done."""
+  t = setup.config.training
+  return checkpoint_lib.Checkpointer(
+      os.path.join(setup.workdir, "checkpoints"), max_to_keep=t.keep_checkpoints,
+      keep_best=t.keep_best, best_metric=t.best_metric)
 
 
-def _rules(config, model, params):
-  return optim.regularizers.build_rules(models.param_rules(model), params,
-                                        config.regularization)
+def start(setup: Setup, ckpt: checkpoint_lib.Checkpointer
+          ) -> tuple[Setup, TrainState, Progress]:
+  """The state to train from: resumed, else pretrained, else initialized.
+
+  Pretrained weights (``model.weights_path``, ``transfer.source``) are read
+  only when there is nothing to resume. Then the train-step model gets the
+  freeze semantics and the regularization rules are built, and the workdir
+  gets its ``config.json``.
+
+  Returns:
+    ``(setup, state, progress)``: the completed setup, the state, and the
+    epochs already done (0 for a new run).
+
+  Raises:
+    checkpoint_lib.CheckpointMismatchError: the workdir holds another model.
+  """
+  config, info = setup.config, setup.data.info
+  scratch = state_lib.create(config, setup.model, setup.tx, info.image_shape)
+  restored = ckpt.restore_latest(scratch)
+  if restored is not None:
+    state, meta = restored
+    progress = Progress(meta["epoch"], meta["history"], meta.get("partial", {}))
+    print(f"Resumed from {ckpt.directory} at step {_step(state)} "
+          f"(epoch {progress.epoch} of {config.training.num_epochs} complete).")
+  else:
+    state = state_lib.from_pretrained(config, setup.model, scratch, setup.tx)
+    progress = Progress(0, _empty_history(info.num_validation > 0), {})
+  patterns = config.regularization.freeze
+  setup = dataclasses.replace(
+      setup,
+      train_model=models.freezing.train_model_for(setup.train_model, state.params, patterns),
+      rules=optim.regularizers.build_rules(models.param_rules(setup.model),
+                                           state.params, config.regularization))
+  if is_main_process():
+    _print_start(setup, state)
+    _write_json(os.path.join(setup.workdir, "config.json"), config_lib.to_dict(config))
+  return setup, state, progress
+
+
+def _print_start(setup: Setup, state: TrainState) -> None:
+  config, info, data = setup.config, setup.data.info, setup.data
+  print(models.summary(setup.model, info.image_shape))
+  if config.transfer.source or config.regularization.freeze:
+    print(models.freezing.describe(setup.model, state.params,
+                                   config.regularization.freeze))
+  print(f"Data: {info.name}, {info.num_train} train / {info.num_validation} "
+        f"validation / {info.num_test} test, {data.steps_per_epoch} steps of "
+        f"{config.training.batch_size} per epoch on {jax.device_count()} "
+        f"device(s) ({jax.devices()[0].platform}).")
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str) -> tuple[TrainState, dict[str, list]]:
+  """Trains ``config`` in ``workdir``, resuming if a checkpoint is there.
+
+  Args:
+    config: an experiment config (``experiments/*.py:get_config()``).
+    workdir: holds ``checkpoints/``, ``tensorboard/``, ``history.json``,
+      ``config.json`` and ``results.json``.
+
+  Returns:
+    ``(state, history)``: the final TrainState and a Keras-like history dict
+    of per-epoch lists (``loss``, ``accuracy``, ``val_loss``,
+    ``val_accuracy``, ``lr``, ``epoch_time``, ``images_per_second``), plus
+    the final ``test_loss`` and ``test_accuracy`` floats.
+
+  Raises:
+    config_lib.ConfigError: the config cannot run (before anything compiles).
+    NonFiniteLossError: a NaN/Inf loss or gradient; nothing is saved after it.
+    Preempted: after SIGTERM, once a checkpoint of the current step is saved.
+  """
+  setup = build(config, workdir)
+  ckpt = checkpointer(setup)
+  try:
+    setup, state, progress = start(setup, ckpt)
+    return fit(setup, state, progress, ckpt)
+  finally:
+    ckpt.close()
+
+
+def fit(setup: Setup, state: TrainState, progress: Progress,
+        ckpt: checkpoint_lib.Checkpointer) -> tuple[TrainState, dict[str, Any]]:
+  """Trains from ``progress`` to ``training.num_epochs``, then tests.
+
+  Each epoch trains, validates (every ``eval_every_epochs``), steps the
+  plateau schedule, logs and checkpoints; the test split is scored at the
+  end and ``results.json`` written. A finished run is only tested again.
+
+  Returns:
+    ``(state, history)`` as :func:`train_and_evaluate`.
+  """
+  config = setup.config
+  train_step = parallel.make_train_step(
+      setup.train_model, setup.tx,
+      penalty_fn=lambda p: optim.regularizers.penalty(p, setup.rules),
+      project_fn=lambda p: optim.constraints.project(p, setup.rules),
+      label_smoothing=config.training.label_smoothing,
+      pmap=not jax.config.jax_debug_nans)
+  eval_step = parallel.make_eval_step(
+      setup.model, pmap=not jax.config.jax_debug_nans,
+      test_time_flip=setup.test_time_flip)
+  writer = _summary_writer(setup.workdir)
+  num_epochs = config.training.num_epochs
+  if progress.epoch >= num_epochs:
+    print(f"Training already finished ({progress.epoch} epochs in "
+          f"{setup.workdir}); evaluating.")
+  try:
+    with _SigtermFlag() as sigterm:
+      while progress.epoch < num_epochs:
+        state = _epoch(setup, state, progress, train_step, eval_step, writer,
+                       sigterm, ckpt)
+    _test(setup, state, progress.history, eval_step, writer, progress.epoch)
+  finally:
+    if writer is not None:
+      writer.flush()
+  return state, progress.history
+
+
+def _epoch(setup, state, progress, train_step, eval_step, writer, sigterm, ckpt):
+  """Trains one epoch (or its remainder), validates, logs and checkpoints."""
+  config, data = setup.config, setup.data
+  num_epochs = config.training.num_epochs
+  state, metrics = _train_epoch(setup, train_step, state, progress, writer,
+                                sigterm, ckpt)
+  progress.partial = {}
+  progress.epoch += 1
+  epoch = progress.epoch
+  row = {"loss": metrics["loss"], "accuracy": metrics["accuracy"]}
+  if data.info.num_validation > 0:
+    if epoch % config.training.eval_every_epochs == 0 or epoch == num_epochs:
+      val = evaluate(eval_step, state, data, "validation")
+      row.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+      opt_state, plateau = optim.on_epoch_end(
+          state.opt_state, state.plateau, val["loss"], config.schedule)
+      state = state.replace(opt_state=opt_state, plateau=plateau)
+    else:
+      row.update(val_loss=float("nan"), val_accuracy=float("nan"))
+  row.update(lr=float(parallel.to_host(optim.learning_rate(state.opt_state))),
+             epoch_time=metrics["time"], images_per_second=metrics["images_per_second"])
+  for k, v in row.items():
+    progress.history[k].append(v)
+  _log_epoch(epoch, num_epochs, row, writer)
+  if is_main_process():
+    _write_json(os.path.join(setup.workdir, "history.json"), progress.history)
+  if epoch % config.training.checkpoint_every_epochs == 0 or epoch == num_epochs:
+    metric = config.training.best_metric
+    ckpt.save(_step(state), state, _meta(setup, progress),
+              metrics={metric: row[metric]} if metric in row else None)
+  return state
+
+
+def _meta(setup: Setup, progress: Progress, partial: dict | None = None) -> dict:
+  return {"epoch": progress.epoch, "history": progress.history,
+          "partial": partial or {}, **setup.meta}
+
+
+def _test(setup, state, history, eval_step, writer, epochs):
+  """Scores the test split; writes history.json, results.json, TensorBoard."""
+  test = evaluate(eval_step, state, setup.data, "test")
+  history["test_loss"], history["test_accuracy"] = test["loss"], test["accuracy"]
+  print(f"Test: loss {test['loss']:.4f}, accuracy {test['accuracy']:.4f} "
+        f"({test['count']} examples).")
+  if not is_main_process():
+    return
+  step = _step(state)
+  _write_json(os.path.join(setup.workdir, "history.json"), history)
+  _write_json(os.path.join(setup.workdir, "results.json"), {
+      "test_loss": test["loss"], "test_accuracy": test["accuracy"],
+      "test_count": test["count"], "epochs": epochs, "step": step,
+      **({"feature_extraction": True} if setup.meta.get("feature_extraction") else {})})
+  if writer is not None:
+    writer.scalar("test/loss", test["loss"], step)
+    writer.scalar("test/accuracy", test["accuracy"], step)
+
+
+def _train_epoch(setup, train_step, state, progress, writer, sigterm, ckpt):
+  """One epoch (or its remainder after a resume); returns state and metrics."""
+  config, epoch = setup.config, progress.epoch
+  steps = setup.data.steps_per_epoch
+  start_step = _step(state) - epoch * steps
+  partial = progress.partial
+  acc = _MetricAccumulator(partial.get("loss_sum", 0.0),
+                           partial.get("accuracy_sum", 0.0), partial.get("count", 0))
+  bar = tqdm.tqdm(total=steps, initial=start_step, desc=f"Epoch {epoch + 1}/"
+                  f"{config.training.num_epochs}", unit="step",
+                  disable=not (config.training.progress_bar and is_main_process()),
+                  dynamic_ncols=True, leave=True)
+  step = _step(state)
+  t0 = time.perf_counter()
+  images = 0
+  try:
+    for batch in setup.data.train_epoch(epoch, start_step=start_step):
+      state, metrics = train_step(state, batch)
+      step += 1
+      images += config.training.batch_size
+      acc.add(step, metrics)
+      at_refresh = step % REFRESH_EVERY_STEPS == 0
+      if at_refresh or (sigterm.raised and jax.process_count() == 1):
+        _refresh(acc, bar, writer, config, step, epoch * steps)
+      if _stop_requested(sigterm, at_refresh):
+        _save_and_stop(setup, state, progress, acc, ckpt, bar, step)
+    _refresh(acc, bar, writer, config, step, epoch * steps)
+  except _NonFinite as e:
+    bar.close()
+    raise _non_finite_error(e, state, epoch, ckpt) from None
+  bar.close()
+  elapsed = time.perf_counter() - t0
+  return state, {"loss": acc.loss, "accuracy": acc.accuracy, "time": elapsed,
+                 "images_per_second": images / elapsed if elapsed > 0 else 0.0}
+
+
+def _save_and_stop(setup, state, progress, acc, ckpt, bar, step):
+  """SIGTERM: a complete checkpoint of this step, then :class:`Preempted`."""
+  ckpt.save(step, state, _meta(setup, progress, {
+      "loss_sum": acc.loss_sum, "accuracy_sum": acc.accuracy_sum,
+      "count": acc.count}))
+  ckpt.wait()
+  bar.close()
+  print(f"\nSIGTERM: saved a complete checkpoint at step {step} "
+        f"(epoch {progress.epoch + 1}) in {ckpt.directory}; rerun the same "
+        "command to resume.")
+  raise Preempted(143)
+
+
+def _non_finite_error(e, state, epoch, ckpt) -> NonFiniteLossError:
+  lr = float(parallel.to_host(optim.learning_rate(state.opt_state)))
+  last = ckpt.all_steps()
+  ckpt.wait()
+  return NonFiniteLossError(
+      f"Non-finite loss at step {e.step} (epoch {epoch + 1}): loss="
+      f"{float(e.metrics['loss'])}, gradient norm={float(e.metrics['grad_norm'])}, "
+      f"learning rate={lr:g}. Nothing was saved after it; the last good "
+      f"checkpoint is " + (f"step {last[-1]} in {ckpt.directory}" if last
+                           else "none (no checkpoint yet)") +
+      ". Lower optimizer.learning_rate, add clipping (optimizer.clipnorm), "
+      "or rerun with --debug_nans to find the op.")
 
 
 class _MetricAccumulator:
@@ -189,190 +467,6 @@ class _SigtermFlag:
       signal.signal(signal.SIGTERM, self._previous)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: str) -> tuple[TrainState, dict[str, list]]:
-  """Trains ``config`` in ``workdir``, resuming if a checkpoint is there.
-
-  Args:
-    config: an experiment config (``experiments/*.py:get_config()``).
-    workdir: holds ``checkpoints/``, ``tensorboard/``, ``history.json``,
-      ``config.json`` and ``results.json``.
-
-  Returns:
-    ``(state, history)``: the final TrainState and a Keras-like history dict
-    of per-epoch lists (``loss``, ``accuracy``, ``val_loss``,
-    ``val_accuracy``, ``lr``, ``epoch_time``, ``images_per_second``), plus
-    the final ``test_loss`` and ``test_accuracy`` floats.
-
-  Raises:
-    config_lib.ConfigError: the config cannot run (before anything compiles).
-    NonFiniteLossError: a NaN/Inf loss or gradient; nothing is saved after it.
-    Preempted: after SIGTERM, once a checkpoint of the current step is saved.
-  """
-  config_lib.validate(config)
-  parallel.check_device_count()
-  parallel.check_global_batch(config.training.batch_size)
-  workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
-  _check_writable(workdir)
-
-  data = input_pipeline.create(config.dataset,
-                               global_batch_size=config.training.batch_size,
-                               seed=config.seed)
-  info = data.info
-  model = create_model(config, info.num_classes)
-  train_model = create_model(config, info.num_classes, axis_name=parallel.AXIS)
-  tx = create_optimizer(config, data.steps_per_epoch)
-  state = create_train_state(config, model, tx, info.image_shape)
-  if config.transfer.source or config.regularization.freeze:
-    # Pretrained weights in; frozen BatchNorm on moving stats, no backward
-    # pass through the frozen base.
-    state, train_model = transfer.apply(config, state, tx, train_model)
-  if is_main_process():
-    print(models.summary(model, info.image_shape))
-    print(f"Data: {info.name}, {info.num_train} train / {info.num_validation} "
-          f"validation / {info.num_test} test, {data.steps_per_epoch} steps of "
-          f"{config.training.batch_size} per epoch on {jax.device_count()} "
-          f"device(s) ({jax.devices()[0].platform}).")
-    _write_json(os.path.join(workdir, "config.json"), config_lib.to_dict(config))
-
-  rules = _rules(config, model, state.params)
-  train_step = parallel.make_train_step(
-      train_model, tx,
-      penalty_fn=lambda p: optim.regularizers.penalty(p, rules),
-      project_fn=lambda p: optim.constraints.project(p, rules),
-      label_smoothing=config.training.label_smoothing,
-      pmap=not jax.config.jax_debug_nans)
-  eval_step = parallel.make_eval_step(
-      model, pmap=not jax.config.jax_debug_nans,
-      test_time_flip=config.training.test_time_flip)
-
-  ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
-                                     max_to_keep=config.training.keep_checkpoints,
-                                     keep_best=config.training.keep_best,
-                                     best_metric=config.training.best_metric)
-  has_validation = info.num_validation > 0
-  history = _empty_history(has_validation)
-  epoch, partial = 0, {}
-  restored = ckpt.restore_latest(state)
-  if restored is not None:
-    state, meta = restored
-    epoch, history, partial = meta["epoch"], meta["history"], meta.get("partial", {})
-    print(f"Resumed from {ckpt.directory} at step {_step(state)} "
-          f"(epoch {epoch} of {config.training.num_epochs} complete).")
-
-  def meta_for(epoch_done, partial_sums=None):
-    return {"epoch": epoch_done, "history": history, "partial": partial_sums or {},
-            "num_classes": info.num_classes, "image_shape": list(info.image_shape),
-            "steps_per_epoch": data.steps_per_epoch,
-            "global_batch_size": config.training.batch_size}
-
-  writer = _summary_writer(workdir)
-  num_epochs = config.training.num_epochs
-  if epoch >= num_epochs:
-    print(f"Training already finished ({epoch} epochs in {workdir}); evaluating.")
-  try:
-    with _SigtermFlag() as sigterm:
-      while epoch < num_epochs:
-        state, epoch_metrics = _train_epoch(
-            config, data, train_step, state, epoch, partial, tx, writer,
-            sigterm, ckpt, meta_for)
-        partial = {}
-        epoch += 1
-        row = {"loss": epoch_metrics["loss"], "accuracy": epoch_metrics["accuracy"]}
-        if has_validation and (epoch % config.training.eval_every_epochs == 0
-                               or epoch == num_epochs):
-          val = evaluate(eval_step, state, data, "validation")
-          row.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
-          opt_state, plateau = optim.on_epoch_end(
-              state.opt_state, state.plateau, val["loss"], config.schedule)
-          state = state.replace(opt_state=opt_state, plateau=plateau)
-        elif has_validation:
-          row.update(val_loss=float("nan"), val_accuracy=float("nan"))
-        row.update(lr=float(parallel.to_host(optim.learning_rate(state.opt_state))),
-                   epoch_time=epoch_metrics["time"],
-                   images_per_second=epoch_metrics["images_per_second"])
-        for k, v in row.items():
-          history[k].append(v)
-        _log_epoch(epoch, num_epochs, row, writer)
-        if is_main_process():
-          _write_json(os.path.join(workdir, "history.json"), history)
-        if epoch % config.training.checkpoint_every_epochs == 0 or epoch == num_epochs:
-          metric = config.training.best_metric
-          ckpt.save(_step(state), state, meta_for(epoch),
-                    metrics={metric: row[metric]} if metric in row else None)
-    test = evaluate(eval_step, state, data, "test")
-    history["test_loss"], history["test_accuracy"] = test["loss"], test["accuracy"]
-    print(f"Test: loss {test['loss']:.4f}, accuracy {test['accuracy']:.4f} "
-          f"({test['count']} examples).")
-    if is_main_process():
-      _write_json(os.path.join(workdir, "history.json"), history)
-      _write_json(os.path.join(workdir, "results.json"), {
-          "test_loss": test["loss"], "test_accuracy": test["accuracy"],
-          "test_count": test["count"], "epochs": epoch, "step": _step(state)})
-      if writer is not None:
-        writer.scalar("test/loss", test["loss"], _step(state))
-        writer.scalar("test/accuracy", test["accuracy"], _step(state))
-  finally:
-    ckpt.close()
-    if writer is not None:
-      writer.flush()
-  return state, history
-
-
-def _train_epoch(config, data, train_step, state, epoch, partial, tx, writer,
-                 sigterm, ckpt, meta_for):
-  """One epoch (or its remainder after a resume); returns state and metrics."""
-  steps = data.steps_per_epoch
-  start = _step(state) - epoch * steps
-  acc = _MetricAccumulator(partial.get("loss_sum", 0.0),
-                           partial.get("accuracy_sum", 0.0), partial.get("count", 0))
-  bar = tqdm.tqdm(total=steps, initial=start, desc=f"Epoch {epoch + 1}/"
-                  f"{config.training.num_epochs}", unit="step",
-                  disable=not (config.training.progress_bar and is_main_process()),
-                  dynamic_ncols=True, leave=True)
-  step = _step(state)
-  t0 = time.perf_counter()
-  images = 0
-  try:
-    for batch in data.train_epoch(epoch, start_step=start):
-      state, metrics = train_step(state, batch)
-      step += 1
-      images += config.training.batch_size
-      acc.add(step, metrics)
-      at_refresh = step % REFRESH_EVERY_STEPS == 0
-      if at_refresh or (sigterm.raised and jax.process_count() == 1):
-        _refresh(acc, bar, writer, config, step, epoch * steps)
-      if _stop_requested(sigterm, at_refresh):
-        ckpt.save(step, state, meta_for(epoch, {
-            "loss_sum": acc.loss_sum, "accuracy_sum": acc.accuracy_sum,
-            "count": acc.count}))
-        ckpt.wait()
-        bar.close()
-        print(f"\nSIGTERM: saved a complete checkpoint at step {step} "
-              f"(epoch {epoch + 1}) in {ckpt.directory}; rerun the same "
-              "command to resume.")
-        raise Preempted(143)
-    _refresh(acc, bar, writer, config, step, epoch * steps)
-  except _NonFinite as e:
-    bar.close()
-    lr = float(parallel.to_host(optim.learning_rate(state.opt_state)))
-    last = ckpt.all_steps()
-    ckpt.wait()
-    raise NonFiniteLossError(
-        f"Non-finite loss at step {e.step} (epoch {epoch + 1}): loss="
-        f"{float(e.metrics['loss'])}, gradient norm={float(e.metrics['grad_norm'])}, "
-        f"learning rate={lr:g}. Nothing was saved after it; the last good "
-        f"checkpoint is " + (f"step {last[-1]} in {ckpt.directory}" if last
-                             else "none (no checkpoint yet)") +
-        ". Lower optimizer.learning_rate, add clipping (optimizer.clipnorm), "
-        "or rerun with --debug_nans to find the op.") from None
-  bar.close()
-  elapsed = time.perf_counter() - t0
-  return state, {"loss": acc.loss, "accuracy": acc.accuracy, "time": elapsed,
-                 "images_per_second": images / elapsed if elapsed > 0 else 0.0}
-
-
 def _stop_requested(sigterm, at_refresh: bool) -> bool:
   """Whether every process agrees to stop now (SIGTERM reached any of them).
 
@@ -433,17 +527,20 @@ def _check_writable(workdir: str) -> None:
 
 
 def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Evaluates the latest checkpoint of ``workdir`` on the test split."""
+  """Evaluates the latest checkpoint of ``workdir`` on the test split.
+
+  Args:
+    config: the config to read the data with (``run.workdir_config``).
+    workdir: a training workdir.
+  """
   config_lib.validate(config)
-  model, variables, _ = checkpoint_lib.load_for_inference(workdir)
-  data = input_pipeline.create(config.dataset,
-                               global_batch_size=config.training.batch_size,
-                               seed=config.seed)
-  state = TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
-                     batch_stats=variables.get("batch_stats", {}), opt_state=(),
-                     rng=jax.random.PRNGKey(0), plateau=())
+  model, variables, _ = state_lib.load_for_inference(workdir)
+  data = data_lib.create(config.dataset,
+                         global_batch_size=config.training.batch_size,
+                         seed=config.seed)
   result = evaluate(parallel.make_eval_step(
-      model, test_time_flip=config.training.test_time_flip), state, data, "test")
+      model, test_time_flip=config.training.test_time_flip),
+      state_lib.for_evaluation(variables), data, "test")
   print(f"Test: loss {result['loss']:.4f}, accuracy {result['accuracy']:.4f} "
         f"({result['count']} examples).")
   return result

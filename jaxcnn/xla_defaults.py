@@ -6,11 +6,10 @@ time unless the process already ran JAX code; then the defaults simply do
 not apply and nothing breaks.
 
 The one default today: XLA's own convolution emitter instead of YNNPACK's
-convolutions, which jaxlib 0.10 uses on CPU. Profiled on a 2-core x86 CPU
-(BENCHMARKS.md), YNNPACK's kernel gradient of a small-image convolution (a
-convolution whose window is the whole image) ran at ~70 GFLOP/s and took 40%
-of the lecture 003 CNN's training step; XLA's emitter makes that step 1.7x
-faster and the 150x150 cats-vs-dogs CNN's 2.7x. The result is the same
+convolutions, which jaxlib 0.10 uses on CPU: YNNPACK's kernel gradient of a
+small-image convolution (a convolution whose window is the whole image) is
+slow there, and XLA's emitter makes the lectures' CNN steps faster
+(BENCHMARKS.md has the profile and the figures). The result is the same
 convolution (float rounding aside).
 
 XLA aborts the process on a flag it does not know, so the flag is only added

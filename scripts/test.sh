@@ -3,6 +3,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
+# The layering of docs/DESIGN.md (pyproject.toml's import-linter contracts).
+.venv/bin/lint-imports --no-cache || exit 1
 .venv/bin/python -m pytest -q "$@"
 status=$?
 if [ "$status" -eq 5 ]; then

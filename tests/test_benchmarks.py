@@ -54,7 +54,7 @@ def test_smoke_run_writes_the_expected_json(tmp_path, fashion_mnist_data_dir):
   assert m["frameworks"]["jaxcnn"]["params"] == 266_610
   assert m["frameworks"]["keras-tensorflow"]["params"] == 266_610
   assert m["frameworks"]["keras-tensorflow"]["backend"] == "tensorflow"
-  assert m["frameworks"]["jaxcnn"]["pipeline"].startswith("jaxcnn.input_pipeline")
+  assert m["frameworks"]["jaxcnn"]["pipeline"].startswith("jaxcnn.data")
   # Matmuls: forward 2 * 266,000 = 0.53 MFLOP/image, the kernel gradients as
   # much again, input gradients of the two upper layers 0.06: ~1.13 MFLOP
   # plus elementwise work (dropout, elu, softmax, Nadam).
@@ -89,13 +89,13 @@ def test_keras_translation_refuses_what_it_cannot_translate():
 
 
 def test_numpy_feeder_matches_jaxcnn_pipeline(fashion_mnist_data_dir):
-  from jaxcnn import input_pipeline  # pylint: disable=g-import-not-at-top
+  from jaxcnn import data as data_lib  # pylint: disable=g-import-not-at-top
   workload = wl.get("mlp_dropout")  # per-pixel standardization: the hard case
   steps, batch = 4, 32
   config = wl.jaxcnn_config(workload, steps, FASHION_MNIST_MIRROR, batch)
   config.dataset.data_dir = fashion_mnist_data_dir
-  data = input_pipeline.create(config.dataset, global_batch_size=batch, seed=0,
-                               num_local_devices=2)
+  data = data_lib.create(config.dataset, global_batch_size=batch, seed=0,
+                         num_local_devices=2)
   # The pipeline's own training part, back to uint8, feeds the numpy feeder.
   x, labels = data.as_numpy("train")
   uint8 = np.rint((x * data.info.std + data.info.mean) * 255).astype(np.uint8)

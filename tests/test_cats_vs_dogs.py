@@ -20,8 +20,7 @@ import pytest  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
 from jaxcnn import checkpoint as checkpoint_lib  # noqa: E402
-from jaxcnn import datasets  # noqa: E402
-from jaxcnn import input_pipeline  # noqa: E402
+from jaxcnn import data as data_lib  # noqa: E402
 from jaxcnn import models  # noqa: E402
 from jaxcnn import train  # noqa: E402
 from jaxcnn import transfer  # noqa: E402
@@ -78,7 +77,7 @@ def test_configs_cut_the_lecture_split_from_the_one_train_split():
 def test_split_arithmetic_on_real_data(tmp_path):
   """The same split expressions on real data: 200 / 100 / 100, disjoint."""
   data_dir = str(tmp_path)
-  datasets.prepare("sklearn_digits", data_dir=data_dir)
+  data_lib.prepare("sklearn_digits", data_dir=data_dir)
   config = experiment("cats_vs_dogs_small")
   config.dataset.name = "sklearn_digits"
   config.dataset.data_dir = data_dir
@@ -86,7 +85,7 @@ def test_split_arithmetic_on_real_data(tmp_path):
   config.dataset.num_train_examples = 300
   config.dataset.validation_split = 100
   config.dataset.test_split = "train[300:400]"
-  data = input_pipeline.create(config.dataset, global_batch_size=20, seed=0)
+  data = data_lib.create(config.dataset, global_batch_size=20, seed=0)
   assert (data.info.num_train, data.info.num_validation, data.info.num_test) == (200, 100, 100)
   x, _ = tfds.as_numpy(tfds.builder("sklearn_digits", data_dir=data_dir).as_dataset(
       split="train[:400]", batch_size=-1, as_supervised=True))
@@ -155,9 +154,9 @@ def test_vgg16_with_grayscale_images_asks_for_the_rgb_switch(vgg_weights):
   model = models.create("vgg16_transfer", num_classes=2)
   # Shapes are all matching needs: 28x28 grayscale digits resized to 32x32.
   variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 32, 1)))
-  source = transfer.load_source(path, model, variables)
+  source = models.pretrained.keras_source(path, model, variables)
   with pytest.raises(transfer.TransferError,
                      match=r"'block1_conv1' expects 3 input channel\(s\) \(kernel "
                            r"\(3, 3, 3, 64\)\) but the data has 1 \(kernel \(3, 3, 1, 64\)\): "
                            r"set dataset.grayscale_to_rgb = True"):
-    transfer.match(source, model, variables)
+    models.pretrained.match(source, model, variables)

@@ -1,21 +1,66 @@
-"""Config validation: bad keys fail before anything compiles, with a hint."""
+"""Config validation, the config-string parser and the shrink rule.
 
+Bad keys and values fail before anything compiles, naming the key and what
+would be valid; every variant of every file in ``experiments/`` builds a
+valid config.
+"""
+
+import importlib.util
+import itertools
+import pathlib
+
+from absl import flags
 import ml_collections
+from ml_collections import config_flags
 import pytest
 
 from jaxcnn import config as config_lib
+from jaxcnn import experiment_bases
 from jaxcnn import parallel
 
+REPO = pathlib.Path(__file__).resolve().parent.parent
+EXPERIMENTS = sorted((REPO / "experiments").glob("*.py"))
 
-def test_defaults_validate():
-  config_lib.validate(config_lib.defaults())
+
+def _load(path: pathlib.Path):
+  spec = importlib.util.spec_from_file_location("test_config_" + path.stem, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
-def test_misspelled_key_names_closest():
+def _experiment(name: str):
+  return _load(REPO / "experiments" / f"{name}.py")
+
+
+def _replaced(config, section: str, key: str, value):
+  """``config`` with ``section.key`` set past ml_collections' type check.
+
+  A typed field refuses a wrong type at assignment; a section replaced whole
+  (e.g. read from JSON) does not, and that is what validate is for.
+  """
+  values = config[section].to_dict()
+  values[key] = value
+  config[section] = ml_collections.ConfigDict(values)
+  return config
+
+
+# --- validate ---------------------------------------------------------------
+
+
+def test_defaults_validate_and_validate_returns_the_config():
+  config = config_lib.defaults()
+  assert config_lib.validate(config) is config
+
+
+def test_misspelled_key_names_closest_and_lists_the_valid_ones():
   c = config_lib.defaults()
   c.training.batchsize = 32
-  with pytest.raises(config_lib.ConfigError, match="Did you mean 'batch_size'"):
+  with pytest.raises(config_lib.ConfigError) as e:
     config_lib.validate(c)
+  assert "'training.batchsize'" in str(e.value)
+  assert "Did you mean 'batch_size'" in str(e.value)
+  assert "Valid keys: " in str(e.value) and "num_epochs" in str(e.value)
 
 
 def test_misspelled_section_names_closest():
@@ -25,24 +70,137 @@ def test_misspelled_section_names_closest():
     config_lib.validate(c)
 
 
-def test_wrong_type_is_named():
-  # Assigning to a typed field fails at once (ml_collections); a section
-  # replaced whole (e.g. from JSON) is caught by validate.
+def test_unknown_key_with_nothing_close_still_lists_the_valid_ones():
+  c = config_lib.defaults()
+  c.dataset.zzzzzz = 1
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.validate(c)
+  assert "Did you mean" not in str(e.value)
+  assert "'dataset.zzzzzz'" in str(e.value) and "normalization" in str(e.value)
+
+
+def test_open_sections_are_left_to_their_owners():
+  c = config_lib.defaults()
+  with c.unlocked():
+    c.model.filters = 8  # models.create checks these, not validate
+    c.optimizer.momentum = 0.9
+    c.schedule.boundaries = (1, 2)
+    c.dataset.augmentation.rotation_range = 10
+  assert config_lib.validate(c) is c
+
+
+def test_assignment_of_a_wrong_type_fails_at_once():
   c = config_lib.defaults()
   with pytest.raises(TypeError, match="num_epochs"):
     c.training.num_epochs = "ten"
-  section = c.training.to_dict()
-  section["num_epochs"] = "ten"
-  c.training = ml_collections.ConfigDict(section)
-  with pytest.raises(config_lib.ConfigError, match="training.num_epochs.*int"):
+
+
+@pytest.mark.parametrize("section,key,value,kind", [
+    ("training", "num_epochs", "ten", "int"),
+    ("training", "num_epochs", 2.5, "int"),
+    ("training", "num_epochs", True, "int"),  # a bool is not a count
+    ("training", "progress_bar", 1, "bool"),
+    ("regularization", "l2", "1e-4", "float"),
+    ("dataset", "name", 3, "str"),
+    ("dataset", "image_size", "150", "tuple"),
+])
+def test_wrong_type_names_the_key_and_the_type(section, key, value, kind):
+  c = _replaced(config_lib.defaults(), section, key, value)
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.validate(c)
+  assert f"'{section}.{key}' must be of type {kind}" in str(e.value)
+
+
+def test_an_int_is_a_valid_float():
+  c = _replaced(config_lib.defaults(), "regularization", "l2", 1)
+  assert config_lib.validate(c) is c
+
+
+def test_a_section_replaced_by_a_value_is_named():
+  c = _replaced(config_lib.defaults(), "dataset", "augmentation", 3)
+  with pytest.raises(config_lib.ConfigError,
+                     match=r"'dataset.augmentation' must be a section, got 3"):
     config_lib.validate(c)
 
 
-@pytest.mark.parametrize("field,value", [("batch_size", 0), ("num_epochs", -1)])
-def test_impossible_values(field, value):
+@pytest.mark.parametrize("name", ["batch_size", "num_epochs", "eval_every_epochs",
+                                  "checkpoint_every_epochs", "keep_checkpoints"])
+@pytest.mark.parametrize("value", [0, -1])
+def test_training_counts_must_be_positive(name, value):
   c = config_lib.defaults()
-  c.training[field] = value
-  with pytest.raises(config_lib.ConfigError, match=field):
+  c.training[name] = value
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.validate(c)
+  assert str(e.value) == f"'training.{name}' must be >= 1, got {value}."
+
+
+def test_best_metric_says_what_is_valid():
+  c = config_lib.defaults()
+  c.training.best_metric = "accuracy"
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.validate(c)
+  assert "'training.best_metric'" in str(e.value)
+  assert "'val_accuracy' or 'val_loss'" in str(e.value) and "'accuracy'" in str(e.value)
+  c.training.best_metric = "val_loss"
+  assert config_lib.validate(c) is c
+
+
+def test_keep_best_must_not_be_negative():
+  c = config_lib.defaults()
+  c.training.keep_best = 0  # off is valid
+  config_lib.validate(c)
+  c.training.keep_best = -1
+  with pytest.raises(config_lib.ConfigError,
+                     match=r"'training.keep_best' must be >= 0, got -1"):
+    config_lib.validate(c)
+
+
+def test_normalization_names_the_valid_ones():
+  assert config_lib.NORMALIZATIONS == (
+      "rescale", "standardize", "standardize_pixel", "none")
+  c = config_lib.defaults()
+  for name in config_lib.NORMALIZATIONS:
+    c.dataset.normalization = name
+    config_lib.validate(c)
+  c.dataset.normalization = "standardise"
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.validate(c)
+  assert "'dataset.normalization'" in str(e.value) and "'standardise'" in str(e.value)
+  assert all(name in str(e.value) for name in config_lib.NORMALIZATIONS)
+
+
+@pytest.mark.parametrize("split", [0.0, 0.1, 0.99, 5000, 5000.0])
+def test_validation_split_fractions_and_counts_are_valid(split):
+  c = config_lib.defaults()
+  c.dataset.validation_split = split
+  config_lib.validate(c)
+
+
+@pytest.mark.parametrize("split", [-1, -0.5, 1.5])
+def test_validation_split_must_be_a_fraction_or_a_count(split):
+  c = config_lib.defaults()
+  c.dataset.validation_split = split
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.validate(c)
+  assert "'dataset.validation_split'" in str(e.value)
+  assert "a fraction in [0, 1) or a count" in str(e.value)
+
+
+def test_image_size_must_be_empty_or_a_pair():
+  c = config_lib.defaults()
+  c.dataset.image_size = (150, 150)
+  config_lib.validate(c)
+  c.dataset.image_size = (150,)
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.validate(c)
+  assert "'dataset.image_size' must be () or (height, width)" in str(e.value)
+
+
+def test_inference_samples_must_be_positive():
+  c = config_lib.defaults()
+  c.inference.num_samples = 0
+  with pytest.raises(config_lib.ConfigError,
+                     match=r"'inference.num_samples' must be >= 1, got 0"):
     config_lib.validate(c)
 
 
@@ -52,11 +210,255 @@ def test_batch_not_divisible_says_what_would():
   assert parallel.check_global_batch(64, device_count=4) == 16
 
 
-def test_every_experiment_validates():
-  import importlib.util
-  import pathlib
-  for path in sorted(pathlib.Path(__file__).parent.parent.glob("experiments/*.py")):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config_lib.validate(module.get_config())
+# --- the config-string parser -------------------------------------------------
+
+
+SPEC = config_lib.ArgSpec("/somewhere/demo.py", members={"a": 1, "bee": 2},
+                          default_member="bee", options=("quick", "overfit"),
+                          values={"width": 16, "peak": 3e-3, "tag": "x"})
+
+
+def test_parse_words_in_any_order_with_defaults():
+  parsed = SPEC.parse("")
+  assert parsed.member == "bee" and parsed.options == frozenset()
+  assert parsed.values == {"width": 16, "peak": 3e-3, "tag": "x"}
+  parsed = SPEC.parse(" overfit, width=32,,a ,peak=1e-2,tag=y ")
+  assert parsed.member == "a" and parsed.options == {"overfit"}
+  assert parsed.values == {"width": 32, "peak": 0.01, "tag": "y"}
+  assert isinstance(parsed.values["width"], int)
+  assert SPEC.parse("quick,a") == SPEC.parse("a,quick")
+
+
+def test_unknown_word_names_the_closest_and_lists_all():
+  with pytest.raises(config_lib.ConfigError) as e:
+    SPEC.parse("a,quik")
+  message = str(e.value)
+  assert message.startswith("Unknown config argument 'quik' for demo.py.")
+  assert "Did you mean 'quick'?" in message
+  assert "one member of a, bee (default bee)" in message
+  assert "options quick, overfit" in message and "width=16" in message
+
+
+def test_misspelled_value_key_suggests_the_key_with_its_value():
+  with pytest.raises(config_lib.ConfigError, match="Did you mean 'width=8'"):
+    SPEC.parse("widht=8")
+  with pytest.raises(config_lib.ConfigError, match="Did you mean 'width=16'"):
+    SPEC.parse("width")  # a value needs its '='
+  with pytest.raises(config_lib.ConfigError, match="Did you mean 'quick'"):
+    SPEC.parse("quick=1")  # an option takes none
+
+
+def test_nothing_close_gives_no_guess():
+  with pytest.raises(config_lib.ConfigError) as e:
+    SPEC.parse("zzzzzz")
+  assert "Did you mean" not in str(e.value) and "Valid: " in str(e.value)
+
+
+def test_a_value_of_the_wrong_type_is_named():
+  with pytest.raises(config_lib.ConfigError,
+                     match=r"'width' of demo.py must be int .*got '1.5'"):
+    SPEC.parse("width=1.5")
+
+
+def test_two_members_are_refused():
+  assert SPEC.parse("a,a").member == "a"
+  with pytest.raises(config_lib.ConfigError, match="takes one member; got 'a' and 'bee'"):
+    SPEC.parse("a,bee")
+
+
+def test_a_file_without_arguments_refuses_any():
+  spec = config_lib.ArgSpec("plain.py")
+  assert spec.parse("") == spec.parse(" , ")
+  with pytest.raises(config_lib.ConfigError) as e:
+    spec.parse("quick")
+  assert str(e.value) == "plain.py takes no argument; got 'quick'."
+
+
+def test_a_free_slot_takes_the_whole_string():
+  spec = config_lib.ArgSpec("weights.py", free="weights path")
+  assert spec.parse("/tmp/a,b=c.h5").free == "/tmp/a,b=c.h5"
+  assert spec.parse("").free == ""
+  assert "weights path" in spec.describe()
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(members=("a", "b")),  # no default member
+    dict(members=("a", "b"), default_member="c"),
+    dict(default_member="a"),
+    dict(members=("a",), default_member="a", options=("a",)),
+    dict(options=("x=1",)),
+    dict(options=("",)),
+    dict(free="path", options=("quick",)),
+    dict(values={"fast": True}),
+])
+def test_ambiguous_specs_are_refused(kwargs):
+  with pytest.raises(ValueError):
+    config_lib.ArgSpec("bad.py", **kwargs)
+
+
+def test_misspelled_quick_on_the_default_experiment_names_quick():
+  module = _experiment("fashion_mnist_cnn")
+  with pytest.raises(config_lib.ConfigError) as e:
+    module.get_config("quik")
+  assert "'quik' for fashion_mnist_cnn.py" in str(e.value)
+  assert "Did you mean 'quick'?" in str(e.value)
+
+
+def test_misspelled_member_names_the_member():
+  with pytest.raises(config_lib.ConfigError, match="Did you mean 'dropout'"):
+    _experiment("mlp_regularization").get_config("dropuot")
+
+
+def test_an_experiment_without_arguments_refuses_one():
+  with pytest.raises(config_lib.ConfigError,
+                     match="fashion_mnist_pretrain.py takes no argument; got 'quick'"):
+    _experiment("fashion_mnist_pretrain").get_config("quick")
+
+
+def test_config_flag_errors_lead_back_to_the_clean_config_error():
+  # What jaxcnn.main's flag parsing sees: config_flags re-raises the error
+  # with a whole traceback as its message, and absl wraps that again.
+  flag_values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values)
+  path = REPO / "experiments" / "fashion_mnist_cnn.py"
+  with pytest.raises(flags.Error) as e:
+    flag_values(["prog", f"--config={path}:quik"])
+  assert "Traceback" in str(e.value)
+  root = config_lib.root_config_error(e.value)
+  assert isinstance(root, config_lib.ConfigError)
+  assert str(root).startswith("Unknown config argument 'quik' for fashion_mnist_cnn.py.")
+  assert config_lib.root_config_error(ValueError("other")) is None
+
+
+# --- shrink -------------------------------------------------------------------
+
+
+def _sized(validation_split=5000, checkpoint_every_epochs=1):
+  c = config_lib.defaults()
+  c.dataset.validation_split = validation_split
+  c.training.num_epochs = 10
+  c.training.checkpoint_every_epochs = checkpoint_every_epochs
+  c.lock()
+  return c
+
+
+def test_shrink_with_nothing_changes_nothing():
+  c = _sized()
+  before = c.to_dict()
+  assert config_lib.shrink(c) is c
+  assert c.to_dict() == before
+
+
+def test_shrink_sets_what_it_is_given_on_a_locked_config():
+  c = config_lib.shrink(_sized(), epochs=2, train_examples=2000, test_examples=500,
+                        batch_size=16)
+  assert c.is_locked
+  assert c.training.num_epochs == 2
+  assert c.dataset.num_train_examples == 2000
+  assert c.dataset.num_test_examples == 500
+  assert c.training.batch_size == 16
+
+
+@pytest.mark.parametrize("validation,train,expected", [
+    (5000, 2000, 200),  # a tenth of 2,000, not 5,000 of them
+    (100, 2000, 100),  # already small: kept
+    (5000, 5, 1),  # at least one
+    (0.1, 2000, 0.1),  # a fraction scales by itself
+    (0.0, 2000, 0.0),  # no validation stays none
+])
+def test_shrink_cuts_a_validation_count_to_a_tenth(validation, train, expected):
+  c = config_lib.shrink(_sized(validation), train_examples=train)
+  assert c.dataset.validation_split == expected
+
+
+def test_shrink_takes_an_explicit_validation_count():
+  assert config_lib.shrink(_sized(), train_examples=2000,
+                           validation_examples=640).dataset.validation_split == 640
+  assert config_lib.shrink(_sized(), validation_examples=0).dataset.validation_split == 0
+
+
+@pytest.mark.parametrize("every,epochs,expected", [(10, 3, 3), (1, 3, 1), (2, 3, 2)])
+def test_shrink_cuts_the_checkpoint_cadence_to_the_run(every, epochs, expected):
+  c = config_lib.shrink(_sized(checkpoint_every_epochs=every), epochs=epochs)
+  assert c.training.checkpoint_every_epochs == expected
+
+
+def test_quick_is_shrink_with_the_quick_sizes():
+  c = experiment_bases.quick(_sized(checkpoint_every_epochs=10))
+  assert (c.training.num_epochs, c.training.checkpoint_every_epochs) == (1, 1)
+  assert (c.dataset.num_train_examples, c.dataset.validation_split,
+          c.dataset.num_test_examples) == (6400, 640, 2000)
+  c = experiment_bases.quick(_sized(), train_examples=1200, validation_examples=200)
+  assert (c.dataset.num_train_examples, c.dataset.validation_split) == (1200, 200)
+
+
+# --- every variant of every experiment ------------------------------------------
+
+
+_NO_ARG = None  # get_config() as config_flags calls it without a colon
+
+
+def _variants(spec: config_lib.ArgSpec) -> list:
+  """Config strings using every member, option subset and value of ``spec``."""
+  if spec.free:
+    return [_NO_ARG, "", "/tmp/weights.h5"]
+  out = [_NO_ARG, ""]
+  subsets = [c for r in range(len(spec.options) + 1)
+             for c in itertools.combinations(spec.options, r)]
+  for member in [None, *spec.members]:
+    for subset in subsets:
+      out.append(",".join(w for w in (member, *subset) if w))
+  out += [f"{key}={default}" for key, default in spec.values.items()]
+  return list(dict.fromkeys(out))  # "" appears twice
+
+
+def test_every_experiment_declares_its_config_argument():
+  missing = [p.name for p in EXPERIMENTS
+             if not isinstance(getattr(_load(p), "ARG", None), config_lib.ArgSpec)]
+  assert not missing, f"experiments without an ARG = config.ArgSpec(...): {missing}"
+
+
+def test_variants_cover_members_and_options():
+  variants = _variants(_experiment("regularization_ladder").ARG)
+  assert "l2,cifar10,quick,overfit" in variants and "quick" in variants
+  assert len(variants) == 2 + 12 * 8 - 1  # (no member + 11 members) x 8 subsets
+
+
+# One test per file (a file that cannot import fails alone); each of its
+# variants is built and validated, and every failure is listed.
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_every_variant_of_every_experiment_validates(path):
+  module = _load(path)
+  failures = []
+  for arg in _variants(module.ARG):
+    try:
+      config = module.get_config() if arg is None else module.get_config(arg)
+      config_lib.validate(config)
+      if not config.is_locked:
+        failures.append(f"{arg!r}: the config is not locked")
+    except Exception as e:  # pylint: disable=broad-except
+      failures.append(f"{arg!r}: {type(e).__name__}: {e}")
+  assert not failures, f"{path.name}:\n" + "\n".join(failures)
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_no_argument_and_an_empty_one_agree(path):
+  module = _load(path)
+  assert module.get_config().to_dict() == module.get_config("").to_dict()
+
+
+def test_options_mean_what_they_say():
+  quick = _experiment("fashion_mnist_cnn").get_config("quick")
+  assert (quick.training.num_epochs, quick.dataset.num_train_examples) == (1, 6400)
+  fast = _experiment("fashion_mnist_fast").get_config("quick,epochs=12,width=8")
+  assert fast.training.num_epochs == 1  # quick wins over epochs=12
+  assert fast.model.layers[0]["filters"] == 8
+  cnns = _experiment("mnist_cnns")
+  assert cnns.get_config("fashion_mnist").dataset.name == "fashion_mnist"
+  assert cnns.get_config("cnn_small").dataset.name == "mnist"
+  ladder = _experiment("regularization_ladder")
+  assert ladder.get_config("cifar10,l2").to_dict() == ladder.get_config("l2,cifar10").to_dict()
+  assert ladder.get_config("cifar10").dataset.name == "cifar10"
+  features = _experiment("transfer_digits_features")
+  assert features.get_config("").transfer.feature_extraction
+  assert not features.get_config("augment").transfer.feature_extraction

@@ -178,6 +178,22 @@ def test_result_does_not_depend_on_batching_devices_or_prefix_reuse():
       inference.predict(model, variables, images, devices=jax.local_devices()[:1]), atol=1e-6)
 
 
+def test_batches_are_sharded_on_the_parallel_mesh():
+  """parallel.batch_mesh is the one place device meshes come from."""
+  from jaxcnn import parallel
+  devices = jax.local_devices()
+  mesh = parallel.batch_mesh()
+  assert mesh.axis_names == (parallel.AXIS,) and list(mesh.devices.flat) == devices
+  assert list(parallel.batch_mesh(devices[:2]).devices.flat) == devices[:2]
+  runner = inference._Runner(_images(7), 5, devices[1:3])
+  assert runner.mesh.axis_names == (parallel.AXIS,)
+  assert list(runner.mesh.devices.flat) == devices[1:3]
+  assert (runner.per_device, runner.batch) == (3, 6)  # 5 rounded up to 2 devices
+  with pytest.raises(ValueError, match="devices is empty"):
+    images = _images(3)
+    inference.predict(DropoutMLP(), _init(DropoutMLP(), images), images, devices=[])
+
+
 def test_mc_dropout_layers_are_off_in_predict_and_on_in_predict_mc():
   from jaxcnn import models
   model = models.build([{"type": "flatten"}, {"type": "mc_dropout", "rate": 0.5},

@@ -7,7 +7,8 @@ file system is patched in globally while a dataset is built, and orbax's
 background checkpoint writes of the previous epoch then land in it.) The table's
 numbers are checked against the members' own ``history.json`` and
 ``results.json``. Every ladder in ``experiments/`` is also checked to build
-valid configs and models for all its members (nothing is trained).
+valid configs and models for all its members (nothing is trained), and the
+command line (absl flags) is run in process, its errors as one line.
 """
 
 import csv
@@ -15,6 +16,8 @@ import glob
 import json
 import math
 import os
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -164,15 +167,25 @@ def test_summarize_numbers_come_from_the_history(tmp_path):
   assert row["best_epoch"] == 3 and math.isnan(row["val_accuracy"])
 
 
-def test_overrides_shrink_a_run():
+def test_overrides_shrink_each_member_by_the_one_rule(tiny_ladder, tmp_path):
+  ladder = ladder_lib.load(tiny_ladder, members=["relu"])
+  overrides = dict(epochs=1, train_examples=100, test_examples=10, batch_size=8)
+  seen = []
+  ladder_lib.run_member(ladder, "relu", str(tmp_path), overrides=overrides,
+                        train_fn=lambda c, w: seen.append(c))
+  expected = config_lib.shrink(ladder.get_config("relu"), **overrides)
+  assert seen[0].to_dict() == expected.to_dict()
+  assert seen[0].dataset.validation_split == 10  # a tenth of 100, not 32
+  assert (seen[0].training.num_epochs, seen[0].training.batch_size) == (1, 8)
+
+
+def test_default_train_goes_through_the_one_dispatch(monkeypatch):
+  from jaxcnn import run as run_lib
+  calls = []
+  monkeypatch.setattr(run_lib, "run", lambda *args: calls.append(args))
   config = config_lib.defaults()
-  config.dataset.validation_split = 5000
-  config.lock()
-  ladder_lib.apply_overrides(config, epochs=1, train_examples=2000, test_examples=500)
-  assert config.training.num_epochs == 1
-  assert config.dataset.num_train_examples == 2000
-  assert config.dataset.validation_split == 200  # a tenth, not 5,000 of 2,000
-  assert config.dataset.num_test_examples == 500
+  ladder_lib.default_train(config, "/tmp/member")
+  assert calls == [(config, "/tmp/member", "train")]
 
 
 def test_bad_ladder_names_say_what_is_valid(tiny_ladder):
@@ -191,11 +204,15 @@ def _ladder_files():
   return files
 
 
+def _ladder_options(path):
+  """'' and each option the ladder file's ArgSpec accepts."""
+  spec = getattr(ladder_lib.load(path).module, "ARG", None)
+  return ("", *(spec.options if spec else ()))
+
+
 @pytest.mark.parametrize("path", _ladder_files(), ids=os.path.basename)
 def test_every_member_of_every_ladder_builds(path):
-  options = {"regularization_ladder.py": ("", "cifar10"),
-             "mnist_cnns.py": ("", "fashion_mnist")}.get(os.path.basename(path), ("",))
-  for option in options:
+  for option in _ladder_options(path):
     ladder = ladder_lib.load(path, options=option)
     assert ladder.members, path
     for member in ladder.members:
@@ -205,3 +222,97 @@ def test_every_member_of_every_ladder_builds(path):
       models.create(config.model, num_classes=10)
       optim.create(config.optimizer, config.schedule, steps_per_epoch=10,
                    num_epochs=config.training.num_epochs)
+
+
+def test_misspelled_options_fail_at_load_naming_the_closest():
+  path = os.path.join(REPO, "experiments", "regularization_ladder.py")
+  with pytest.raises(config_lib.ConfigError, match="Did you mean 'cifar10'"):
+    ladder_lib.load(path, options="cifar")
+  assert ladder_lib.load(path, options="cifar10").options == "cifar10"
+
+
+# --- the command line ---------------------------------------------------------
+
+
+def _cli(*args):
+  """Runs the command line in process, as ``absl.app.run`` would."""
+  return ladder_lib.main(ladder_lib.parse_flags(["ladder", *args]))
+
+
+def test_flags_reach_run(monkeypatch, tmp_path):
+  calls = []
+  monkeypatch.setattr(ladder_lib, "run", lambda *a, **k: calls.append((a, k)))
+  _cli("--config_file=regularization_ladder", f"--out={tmp_path}", "--members=l2,l1",
+       "--options=overfit", "--epochs=2", "--train_examples=500", "--test_examples=100",
+       "--batch_size=32", "--overwrite", "--no_plot")
+  assert calls == [(("regularization_ladder", str(tmp_path)), dict(
+      members=["l2", "l1"], options="overfit",
+      overrides=dict(epochs=2, train_examples=500, test_examples=100, batch_size=32),
+      overwrite=True, plot=False))]
+  # A second parse in the same process starts again from the defaults.
+  _cli("--config_file=regularization_ladder", f"--out={tmp_path}")
+  assert calls[1][1] == dict(
+      members=None, options="",
+      overrides=dict(epochs=0, train_examples=0, test_examples=0, batch_size=0),
+      overwrite=False, plot=True)
+
+
+def test_table_only_tabulates_finished_members(tiny_ladder, tmp_path):
+  member = tmp_path / "tanh"
+  member.mkdir()
+  (member / "history.json").write_text(json.dumps(
+      {"loss": [0.5], "accuracy": [0.8], "val_loss": [0.6], "val_accuracy": [0.7],
+       "epoch_time": [1.0], "images_per_second": [100.0]}))
+  (member / "results.json").write_text(json.dumps({"test_loss": 0.6, "test_accuracy": 0.75}))
+  _cli(f"--config_file={tiny_ladder}", f"--out={tmp_path}", "--table_only", "--no_plot")
+  with open(tmp_path / "results.csv") as f:
+    rows = list(csv.DictReader(f))
+  assert [r["member"] for r in rows] == ["tanh"]
+  assert float(rows[0]["test_accuracy"]) == 0.75
+  assert not (tmp_path / "curves.png").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--config_file=no_such_ladder", "--out=/tmp/x"], "No ladder file 'no_such_ladder'"),
+    (["--config_file=regularization_ladder", "--out=/tmp/x", "--options=quik"],
+     "Did you mean 'quick'?"),
+    (["--config_file=regularization_ladder", "--out=/tmp/x", "--members=l3"],
+     "Unknown member(s) l3"),
+    (["--config_file=regularization_ladder"], "Missing --out; usage:"),
+])
+def test_errors_are_one_line_and_exit_1(args, message, capsys):
+  with pytest.raises(SystemExit) as e:
+    _cli(*args)
+  assert e.value.code == 1
+  err = capsys.readouterr().err
+  assert err.startswith("error: ") and message in err
+  assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_training_error_is_one_line_too(monkeypatch, capsys):
+  def diverge(*args, **kwargs):
+    raise train.NonFiniteLossError("loss is nan at step 3")
+  monkeypatch.setattr(ladder_lib, "run", diverge)
+  with pytest.raises(SystemExit) as e:
+    _cli("--config_file=regularization_ladder", "--out=/tmp/x")
+  assert e.value.code == 1
+  assert capsys.readouterr().err == "error: loss is nan at step 3\n"
+
+
+def test_a_bad_flag_is_one_message_and_exits_2(capsys):
+  with pytest.raises(SystemExit) as e:
+    ladder_lib.parse_flags(["ladder", "--epochs=-1"])
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert err.startswith("error: flag --epochs=-1") and "Traceback" not in err
+
+
+def test_the_module_command_prints_one_line(tmp_path):
+  # The real entry point (absl.app.run), in its own process.
+  result = subprocess.run(
+      [sys.executable, "-m", "jaxcnn.ladder", "--config_file=no_such_ladder",
+       f"--out={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 1
+  errors = [l for l in result.stderr.splitlines() if l.startswith("error: ")]
+  assert errors and "No ladder file 'no_such_ladder'" in errors[0]
+  assert "Traceback" not in result.stderr

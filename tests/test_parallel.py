@@ -10,6 +10,7 @@ from jaxcnn import config as config_lib
 from jaxcnn import models
 from jaxcnn import optim
 from jaxcnn import parallel
+from jaxcnn import state as state_lib
 from jaxcnn import train
 
 
@@ -53,7 +54,7 @@ def _train_step_and_inputs(devices):
   train_model = models.create(config.model, num_classes=10, axis_name=parallel.AXIS)
   tx = optim.create({"name": "adam", "learning_rate": 1e-3}, {"name": "constant"},
                     steps_per_epoch=10, num_epochs=1)
-  state = train.create_train_state(config, model, tx, (28, 28, 1))
+  state = state_lib.create(config, model, tx, (28, 28, 1))
   rng = np.random.default_rng(2)
   batch = {"image": rng.normal(size=(devices, 32 // devices, 28, 28, 1)).astype(np.float32),
            "label": rng.integers(0, 10, size=(devices, 32 // devices)).astype(np.int32)}

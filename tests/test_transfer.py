@@ -14,9 +14,11 @@ import tensorflow_datasets as tfds  # noqa: E402
 
 from jaxcnn import checkpoint as checkpoint_lib  # noqa: E402
 from jaxcnn import config as config_lib  # noqa: E402
-from jaxcnn import datasets  # noqa: E402
-from jaxcnn import digits  # noqa: E402
+from jaxcnn import data as data_lib  # noqa: E402
+from jaxcnn.data import digits  # noqa: E402
 from jaxcnn import models  # noqa: E402
+from jaxcnn.models import freezing  # noqa: E402
+from jaxcnn import state as state_lib  # noqa: E402
 from jaxcnn import train  # noqa: E402
 from jaxcnn import transfer  # noqa: E402
 
@@ -25,7 +27,7 @@ from jaxcnn import transfer  # noqa: E402
 def digits_dir(tmp_path_factory):
   """A TFDS data dir with sklearn_digits prepared (offline, about a second)."""
   data_dir = str(tmp_path_factory.mktemp("tfds_digits"))
-  datasets.prepare("sklearn_digits", data_dir=data_dir)
+  data_lib.prepare("sklearn_digits", data_dir=data_dir)
   return data_dir
 
 
@@ -55,9 +57,18 @@ def source_workdir(digits_dir, tmp_path_factory):
 
 
 def init_state(config, num_classes=10, shape=(28, 28, 1)):
-  model = train.create_model(config, num_classes)
-  tx = train.create_optimizer(config, steps_per_epoch=8)
-  return model, tx, train.create_train_state(config, model, tx, shape)
+  model = models.create(config.model, num_classes=num_classes)
+  tx = state_lib.optimizer(config, steps_per_epoch=8)
+  return model, tx, state_lib.create(config, model, tx, shape)
+
+
+def start_from_pretrained(config, state, tx, model, verbose=True):
+  """What ``train.start`` does for a new run: pretrained weights, then freezing."""
+  state = state_lib.from_pretrained(config, model, state, tx, verbose=verbose)
+  patterns = config.regularization.freeze
+  if verbose:
+    print(freezing.describe(model, state.params, patterns))
+  return state, freezing.train_model_for(model, state.params, patterns)
 
 
 # ------------------------------------------------------------- digits builder
@@ -117,7 +128,7 @@ def test_frozen_batch_norm_uses_moving_statistics_while_training(digits_dir):
   model, _, state = init_state(config)
   stats = jax.tree.map(lambda s: s + 0.5, state.batch_stats)  # not the init 0/1
   variables = {"params": state.params, "batch_stats": stats}
-  frozen = transfer.train_model_for(model, state.params, ("conv2d", "batch_normalization"))
+  frozen = freezing.train_model_for(model, state.params, ("conv2d", "batch_normalization"))
   assert frozen.frozen_batch_norm == ("batch_normalization",)
   assert frozen.frozen_prefix == model.layer_names.index("conv2d_1")
   x = jax.random.uniform(jax.random.key(1), (8, 28, 28, 1))
@@ -148,10 +159,10 @@ def test_param_counts_split_trainable_and_frozen():
   model = models.create("vgg16_transfer", num_classes=2)
   params = jax.eval_shape(lambda: model.init(jax.random.key(0),
                                              jnp.zeros((1, 150, 150, 3))))["params"]
-  trainable, frozen = transfer.param_counts(
+  trainable, frozen = freezing.param_counts(
       params, transfer.freeze_before(model, "flatten"))
   assert (trainable, frozen) == (2_097_665, 14_714_688)  # the lecture's table
-  trainable, frozen = transfer.param_counts(
+  trainable, frozen = freezing.param_counts(
       params, transfer.freeze_before(model, "block5_conv1"))
   assert frozen == 14_714_688 - 3 * 2_359_808
 
@@ -161,13 +172,13 @@ def test_param_counts_split_trainable_and_frozen():
 
 def test_transfer_from_checkpoint_copies_selected_layers_and_freezes(
     digits_dir, source_workdir, tmp_path, capsys):
-  _, source_vars, _ = checkpoint_lib.load_for_inference(source_workdir)
+  _, source_vars, _ = state_lib.load_for_inference(source_workdir)
   config = digits_config(digits_dir)
   config.transfer.source = source_workdir
   config.transfer.layers = ("conv2d*", "batch_normalization*")
   config.regularization.freeze = ("conv2d", "batch_normalization")
   model, tx, fresh = init_state(config)
-  state, train_model = transfer.apply(config, fresh, tx, model)
+  state, train_model = start_from_pretrained(config, fresh, tx, model)
   out = capsys.readouterr().out
   assert "copied 4 layer(s): conv2d, batch_normalization, conv2d_1, batch_normalization_1" in out
   assert "Initialized here: dense, dense_1" in out
@@ -183,7 +194,7 @@ def test_transfer_from_checkpoint_copies_selected_layers_and_freezes(
                                 fresh.params["dense"]["kernel"])
   assert not np.allclose(state.params["dense"]["kernel"],
                          source_vars["params"]["dense"]["kernel"])
-  assert isinstance(train_model, transfer.FrozenBaseSequential)
+  assert isinstance(train_model, freezing.FrozenBaseSequential)
 
   # Train through the real loop: frozen layers (and the frozen BN's moving
   # statistics) do not change, the rest does; frozen params have no
@@ -199,7 +210,7 @@ def test_transfer_from_checkpoint_copies_selected_layers_and_freezes(
                          source_vars["batch_stats"]["batch_normalization_1"]["mean"])
   assert not np.allclose(trained.params["conv2d_1"]["kernel"],
                          source_vars["params"]["conv2d_1"]["kernel"])
-  trainable, frozen = transfer.param_counts(trained.params, config.regularization.freeze)
+  trainable, frozen = freezing.param_counts(trained.params, config.regularization.freeze)
   opt_sizes = sum(x.size for x in jax.tree.leaves(trained.opt_state) if x.ndim > 0)
   assert opt_sizes == 2 * trainable
 
@@ -235,7 +246,7 @@ def test_frozen_layer_the_source_cannot_fill_is_an_error(digits_dir, source_work
   with pytest.raises(transfer.TransferError,
                      match=r"(?s)would train nothing from random weights: dense\..*"
                            r"dense: bias: source \(64,\) vs model \(32,\)"):
-    transfer.apply(config, state, tx, model)
+    start_from_pretrained(config, state, tx, model)
 
 
 def test_missing_source_and_bad_layer_pattern(digits_dir, source_workdir, tmp_path):
@@ -243,12 +254,12 @@ def test_missing_source_and_bad_layer_pattern(digits_dir, source_workdir, tmp_pa
   model, tx, state = init_state(config)
   config.transfer.source = str(tmp_path / "nope.h5")
   with pytest.raises(FileNotFoundError, match="jaxcnn workdir .* or a Keras weights file"):
-    transfer.apply(config, state, tx, model)
+    start_from_pretrained(config, state, tx, model)
   config.transfer.source = source_workdir
   config.transfer.layers = ("block1_*",)
   with pytest.raises(transfer.TransferError, match="matches no layer with weights. "
                      "Layers with weights: conv2d, batch_normalization"):
-    transfer.apply(config, state, tx, model)
+    start_from_pretrained(config, state, tx, model)
 
 
 # ------------------------------------------------------------- Keras .h5 sources
@@ -280,7 +291,7 @@ def test_keras_h5_source_gives_keras_outputs(digits_dir, tmp_path):
   config = digits_config(digits_dir, model="cnn_small")
   config.transfer.source = path
   model, tx, state = init_state(config)
-  state, _ = transfer.apply(config, state, tx, model, verbose=False)
+  state, _ = start_from_pretrained(config, state, tx, model, verbose=False)
   x = np.random.default_rng(0).uniform(size=(4, 28, 28, 1)).astype(np.float32)
   np.testing.assert_allclose(model.apply({"params": state.params}, x),
                              np.asarray(keras_model(x)), rtol=1e-4, atol=1e-5)
@@ -300,23 +311,29 @@ def test_grayscale_into_rgb_base_needs_the_conversion_switch(digits_dir, tmp_pat
       "dataset.grayscale_to_rgb = True to repeat the gray channel.")
   config.dataset.grayscale_to_rgb = True
   model, tx, state = init_state(config, shape=(28, 28, 3))
-  state, _ = transfer.apply(config, state, tx, model, verbose=False)
+  state, _ = start_from_pretrained(config, state, tx, model, verbose=False)
   assert state.params["conv2d"]["kernel"].shape == (3, 3, 3, 8)
 
 
 # ------------------------------------------------------------- feature extraction
 
 
-def test_feature_extraction_equals_training_with_the_frozen_base_inside(
-    digits_dir, source_workdir, tmp_path):
-  """Cached base outputs + head = the whole model with a frozen base, step by step."""
+def keras_feature_config(digits_dir, tmp_path, *, num_epochs):
+  """Feature extraction from a Keras .h5 base into cnn_small with dropout in the head."""
   config = digits_config(digits_dir, model="cnn_small", dropout_rate=0.3)
   config.transfer.source = str(tmp_path / "src.weights.h5")
   _keras_cnn_small(1).save_weights(config.transfer.source)
   config.transfer.layers = ("conv2d*",)
   config.regularization.freeze = transfer.freeze_before(config.model, "dense")
-  config.training.num_epochs = 2
+  config.training.num_epochs = num_epochs
   config.transfer.feature_extraction = True
+  return config
+
+
+def test_feature_extraction_equals_training_with_the_frozen_base_inside(
+    digits_dir, source_workdir, tmp_path):
+  """Cached base outputs + head = the whole model with a frozen base, step by step."""
+  config = keras_feature_config(digits_dir, tmp_path, num_epochs=2)
   feat_state, feat_history = transfer.train_head_on_features(config, str(tmp_path / "f"))
   config.transfer.feature_extraction = False
   full_state, full_history = train.train_and_evaluate(config, str(tmp_path / "e2e"))
@@ -349,3 +366,73 @@ def test_feature_extraction_bad_configs(digits_dir, source_workdir, tmp_path):
   config.dataset.augmentation.update({"rotation_range": 10})
   with pytest.raises(transfer.TransferError, match="cannot see augmented ones"):
     transfer.train_head_on_features(config, str(tmp_path / "b"))
+
+
+_KILLING_DRIVER = r'''
+"""Runs a feature-extraction config and SIGKILLs itself mid-epoch 2."""
+import json, os, signal, sys, time
+import ml_collections
+from jaxcnn import parallel, transfer
+
+config = ml_collections.ConfigDict(json.load(open(sys.argv[1])))
+workdir, kill_at, saved_step = sys.argv[2], int(sys.argv[3]), sys.argv[4]
+make = parallel.make_train_step
+calls = {"n": 0}
+
+
+def make_killing(*args, **kwargs):
+  step = make(*args, **kwargs)
+
+  def wrapped(state, batch):
+    calls["n"] += 1
+    if calls["n"] == kill_at:
+      # Orbax renames a step's folder to its number once the save is complete.
+      deadline = time.time() + 60
+      while not os.path.isdir(os.path.join(workdir, "checkpoints", saved_step)):
+        assert time.time() < deadline, "the epoch checkpoint never completed"
+        time.sleep(0.05)
+      os.kill(os.getpid(), signal.SIGKILL)
+    return step(state, batch)
+  return wrapped
+
+
+parallel.make_train_step = make_killing
+transfer.train_head_on_features(config, workdir)
+'''
+
+
+def test_feature_extraction_killed_mid_run_resumes_to_the_same_result(
+    digits_dir, tmp_path, capsys):
+  """SIGKILL mid-epoch 2, rerun: the head ends as if never stopped.
+
+  The rerun needs neither the killed process nor the source .h5 (deleted
+  before it): the pretrained base comes back from the checkpoint.
+  """
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  config = keras_feature_config(digits_dir, tmp_path, num_epochs=3)
+  full_state, full_history = transfer.train_head_on_features(config, str(tmp_path / "full"))
+
+  workdir = tmp_path / "killed"
+  (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
+  (tmp_path / "driver.py").write_text(_KILLING_DRIVER)
+  # The same four devices as this process: the same reductions, the same floats.
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  steps_per_epoch = 8  # 128 training images in batches of 16.
+  killed = subprocess.run(
+      [sys.executable, str(tmp_path / "driver.py"), str(tmp_path / "config.json"),
+       str(workdir), str(steps_per_epoch + 5), str(steps_per_epoch)],
+      env=env, capture_output=True, text=True, timeout=300)
+  assert killed.returncode == -9, killed.stderr[-2000:]
+  assert not (workdir / "results.json").exists()
+
+  os.remove(config.transfer.source)
+  capsys.readouterr()
+  resumed_state, resumed_history = transfer.train_head_on_features(config, str(workdir))
+  assert f"Resumed from {workdir / 'checkpoints'} at step {steps_per_epoch}" in \
+      capsys.readouterr().out
+  assert int(resumed_state.step) == int(full_state.step) == 3 * steps_per_epoch
+  for a, b in zip(jax.tree.leaves(resumed_state.params), jax.tree.leaves(full_state.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(resumed_history["loss"], full_history["loss"], rtol=1e-5)
+  assert resumed_history["test_accuracy"] == pytest.approx(full_history["test_accuracy"])

@@ -6,6 +6,7 @@ function promises ``figsize * dpi``) and their content (not blank).
 """
 
 import os
+import shutil
 import struct
 
 import flax.linen as nn
@@ -16,8 +17,9 @@ import numpy as np
 import pytest
 from matplotlib import image as mpl_image
 
-from jaxcnn import checkpoint
+from jaxcnn import state
 from jaxcnn import config as config_lib
+from jaxcnn import run
 from jaxcnn import train
 from jaxcnn.visualize import workdir as workdir_lib
 from jaxcnn.visualize import plot_workdir
@@ -55,7 +57,8 @@ def cnn_run(fashion_mnist_data_dir, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("cnn_small"))
   config = _tiny_config(fashion_mnist_data_dir, "cnn_small")
   train.train_and_evaluate(config, workdir)
-  paths = plot_workdir(config, workdir, num_images=NUM_IMAGES)
+  # The config --mode=visualize resolves for the workdir.
+  paths = plot_workdir(run.workdir_config(workdir, config), workdir, num_images=NUM_IMAGES)
   return workdir, paths
 
 
@@ -80,10 +83,10 @@ def test_writes_every_figure_of_a_cnn(cnn_run):
 
 def test_feature_map_files_name_the_true_class(cnn_run, fashion_mnist_data_dir):
   workdir, paths = cnn_run
-  config = checkpoint.read_config(workdir)
+  config = state.read_config(workdir)
   config.dataset.num_test_examples = NUM_IMAGES
-  from jaxcnn import input_pipeline
-  data = input_pipeline.create(config.dataset, global_batch_size=jax.device_count(), seed=0)
+  from jaxcnn import data as data_lib
+  data = data_lib.create(config.dataset, global_batch_size=jax.device_count(), seed=0)
   _, labels = data.as_numpy("test")
   names = [os.path.basename(p) for p in paths if "feature_maps_" in p]
   expected = [f"feature_maps_{i}_{workdir_lib._slug(data.info.class_names[y])}.png"
@@ -155,27 +158,38 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
     plot_workdir(None, str(tmp_path))
 
 
-def test_dataset_section_keeps_the_trained_preprocessing():
-  """Normalization and splits come from the workdir; only data locations from ``config``."""
-  trained = config_lib.defaults()
-  trained.dataset.normalization = "standardize_pixel"
-  trained.dataset.num_train_examples = 6400
-  trained.dataset.validation_split = 640
-  trained.dataset.data_dir = "/where/it/was/trained"
-  trained.dataset.augmentation = ml_collections.ConfigDict({"horizontal_flip": True})
+def test_plot_workdir_uses_the_config_as_given(cnn_run, tmp_path, monkeypatch):
+  """No merging inside: the config given is the one that reads the test images."""
+  workdir = str(tmp_path / "copy")
+  shutil.copytree(cnn_run[0], workdir)
+  given = run.workdir_config(workdir)
+  seen = []
+  real = workdir_lib._dataset_config
+  monkeypatch.setattr(workdir_lib, "_dataset_config",
+                      lambda config, n: seen.append(config) or real(config, n))
+  paths = plot_workdir(given, workdir, num_images=1, pattern_layers=(),
+                       classic_kernels=False)
+  assert len(seen) == 1 and seen[0] is given
+  assert [os.path.basename(p) for p in paths][:4] == [
+      "history.png", "filters_conv2d.png", "filters_conv2d_1.png", "test_images.png"]
+
+
+def test_dataset_section_is_the_given_one_reading_few_images():
+  """The given dataset section as is, but for the test-image count and augmentation."""
   given = config_lib.defaults()
-  given.dataset.normalization = "rescale"
+  given.dataset.normalization = "standardize_pixel"
+  given.dataset.num_train_examples = 6400
+  given.dataset.validation_split = 640
   given.dataset.data_dir = "/data/here"
-  dataset = workdir_lib._dataset_config(given, trained, 3)
+  given.dataset.augmentation = ml_collections.ConfigDict({"horizontal_flip": True})
+  dataset = workdir_lib._dataset_config(given, 3)
   assert dataset.normalization == "standardize_pixel"
   assert (dataset.num_train_examples, dataset.validation_split) == (6400, 640)
   assert dataset.data_dir == "/data/here"
   assert dataset.num_test_examples == 3
   assert not dataset.augmentation
-  # An empty location in the given config keeps the trained one.
-  given.dataset.data_dir = ""
-  assert workdir_lib._dataset_config(given, trained, 3).data_dir == "/where/it/was/trained"
-  assert workdir_lib._dataset_config(None, trained, 3).data_dir == "/where/it/was/trained"
+  # A copy: the caller's config is unchanged.
+  assert given.dataset.num_test_examples != 3 and given.dataset.augmentation
 
 
 def test_pattern_noise_is_the_lectures_noise_normalized_like_the_data():

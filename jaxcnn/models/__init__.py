@@ -15,8 +15,10 @@
 """
 
 from jaxcnn.models import activations
+from jaxcnn.models import freezing
 from jaxcnn.models import initializers
 from jaxcnn.models import layers
+from jaxcnn.models import pretrained
 from jaxcnn.models import specs
 from jaxcnn.models import vgg16
 from jaxcnn.models.keras_import import KerasWeightsError
@@ -29,13 +31,14 @@ from jaxcnn.models.rules import param_rules
 from jaxcnn.models.sequential import Sequential
 from jaxcnn.models.sequential import build
 from jaxcnn.models.sequential import first_stochastic_layer
+from jaxcnn.models.sequential import from_layer
 from jaxcnn.models.summary import Summary
 from jaxcnn.models.summary import summary
 from jaxcnn.models.vgg16 import preprocess_input
 
 __all__ = [
     "PRESETS", "create", "build", "Sequential", "summary", "Summary",
-    "param_rules", "first_stochastic_layer", "load_keras_weights",
+    "param_rules", "first_stochastic_layer", "from_layer", "freezing", "pretrained", "load_keras_weights",
     "load_pretrained", "read_keras_weights", "KerasWeightsError",
     "preprocess_input", "activations", "initializers", "layers", "specs", "vgg16",
 ]

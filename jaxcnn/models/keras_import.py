@@ -104,14 +104,24 @@ def read_keras_weights(path: str) -> dict[str, list[np.ndarray]]:
       "layout) and no 'layers' group (Keras 3 .weights.h5).")
 
 
-def _targets(spec_type: str, params: Mapping, stats: Mapping) -> list[tuple[str, str]]:
-  """(collection, name) slots of a layer in Keras' weight order."""
-  if spec_type in ("conv2d", "dense"):
-    return [("params", n) for n in ("kernel", "bias") if n in params]
-  if spec_type == "batch_normalization":
-    slots = [("params", n) for n in ("scale", "bias") if n in params]
-    return slots + [("batch_stats", "mean"), ("batch_stats", "var")]
-  raise KerasWeightsError(f"Loading Keras weights into a {spec_type!r} layer is not supported.")
+# Keras' weight order per layer type ('collection/name' slots): the arrays
+# of a weights file are unnamed, in this order.
+KERAS_ORDER = {
+    "conv2d": ("params/kernel", "params/bias"),
+    "dense": ("params/kernel", "params/bias"),
+    "locally_connected2d": ("params/kernel", "params/bias"),
+    "batch_normalization": ("params/scale", "params/bias", "batch_stats/mean",
+                            "batch_stats/var"),
+}
+
+
+def keras_slots(layer_type: str, present: set[str]) -> list[str]:
+  """The slots of a layer that has ``present`` variables, in Keras' order.
+
+  A layer without ``use_bias`` or BatchNorm without ``center``/``scale`` has
+  fewer arrays; a layer type Keras files never fill gets none.
+  """
+  return [slot for slot in KERAS_ORDER.get(layer_type, ()) if slot in present]
 
 
 def load_keras_weights(path: str, model: sequential.Sequential, variables: Mapping,
@@ -152,8 +162,12 @@ def load_keras_weights(path: str, model: sequential.Sequential, variables: Mappi
     if name not in by_name:
       continue
     spec = by_name[name]
-    layer_params, layer_stats = params.get(name, {}), stats.get(name, {})
-    slots = _targets(spec.type, layer_params, layer_stats)
+    present = {f"params/{k}" for k in params.get(name, {})} | {
+        f"batch_stats/{k}" for k in stats.get(name, {})}
+    slots = [tuple(slot.split("/", 1)) for slot in keras_slots(spec.type, present)]
+    if spec.type not in KERAS_ORDER:
+      raise KerasWeightsError(
+          f"Loading Keras weights into a {spec.type!r} layer is not supported.")
     if len(arrays) != len(slots):
       raise KerasWeightsError(
           f"Layer {name!r}: the file has {len(arrays)} weights, the model's "

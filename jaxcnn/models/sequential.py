@@ -27,11 +27,13 @@ class Sequential(nn.Module):
     weights_path: a Keras weights file for :func:`keras_import.load_pretrained`
       ('' = none).
     preset: the preset this model came from (summary title).
+    input_layer: the layer inputs enter at by default (see :func:`from_layer`).
   """
   layers: tuple[specs_lib.LayerSpec, ...]
   axis_name: str | None = None
   weights_path: str = ""
   preset: str = "sequential"
+  input_layer: int = 0
 
   @property
   def layer_names(self) -> tuple[str, ...]:
@@ -40,7 +42,7 @@ class Sequential(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False,
-               deterministic: bool | None = None, start: int = 0,
+               deterministic: bool | None = None, start: int | None = None,
                stop: int | None = None) -> jax.Array:
     """Runs ``layers[start:stop]``.
 
@@ -52,12 +54,14 @@ class Sequential(nn.Module):
       deterministic: switches dropout off; defaults to ``not train``. MC
         dropout is ``train=False, deterministic=False``: dropout on,
         BatchNorm frozen. MCDropout layers are on unless this is True.
-      start: first layer to run (Python slice semantics, negatives allowed).
+      start: first layer to run (Python slice semantics, negatives allowed);
+        None means ``input_layer``.
       stop: one past the last layer to run (None = to the end).
 
     Returns:
       The output of layer ``stop - 1``: logits for a whole classifier.
     """
+    start = self.input_layer if start is None else start
     first, last, _ = slice(start, stop).indices(len(self.layers))
     for spec in self.layers[first:last]:
       x = spec.build(self.axis_name)(x, train=train, deterministic=deterministic)
@@ -94,3 +98,13 @@ def first_stochastic_layer(model: Sequential) -> int:
     if spec.layer_type.stochastic:
       return i
   return len(model.layers)
+
+
+def from_layer(model: Sequential, k: int) -> Sequential:
+  """The same model (same variables) whose inputs enter at layer ``k``.
+
+  Its inputs are the outputs of layer ``k - 1``: a head trained on cached
+  features of a frozen base keeps the whole model's variable tree, so its
+  checkpoints are the whole model's.
+  """
+  return model.clone(input_layer=k)

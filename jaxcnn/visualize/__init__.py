@@ -1,9 +1,10 @@
-"""Plots of training runs, learned filters, feature maps, filter patterns and classic kernels.
+"""Plots of training runs, filters, feature maps, filter patterns, classic kernels, calibration.
 
 Every ``plot_*`` function returns a matplotlib Figure drawn headless by Agg
 (no pyplot, no display needed) and saves it as a PNG of ``figsize * dpi``
 pixels when given ``path``. The data behind each plot has its own function
-(``load_history``, ``conv_kernel``, ``feature_maps``, ``filter_patterns``).
+(``load_history``, ``conv_kernel``, ``feature_maps``, ``filter_patterns``;
+``jaxcnn.metrics.calibration_bins`` for the reliability diagram).
 """
 
 from jaxcnn.visualize.activations import feature_maps
@@ -27,6 +28,8 @@ from jaxcnn.visualize.patterns import filter_patterns
 from jaxcnn.visualize.patterns import generate_pattern
 from jaxcnn.visualize.patterns import pattern_grid
 from jaxcnn.visualize.patterns import plot_filter_patterns
+from jaxcnn.visualize.uncertainty import plot_certainty_examples
+from jaxcnn.visualize.uncertainty import plot_reliability_diagram
 from jaxcnn.visualize.workdir import plot_workdir
 
 __all__ = [
@@ -41,6 +44,7 @@ __all__ = [
     "load_history",
     "normalize_feature_map",
     "pattern_grid",
+    "plot_certainty_examples",
     "plot_classic_kernels",
     "plot_feature_maps",
     "plot_filter_patterns",
@@ -49,6 +53,7 @@ __all__ = [
     "plot_histories",
     "plot_history",
     "plot_pattern_detection",
+    "plot_reliability_diagram",
     "plot_smoothing",
     "plot_workdir",
     "tile_feature_maps",

@@ -57,6 +57,39 @@ def _label_tiles(axis, count: int, size: int, gap: int = 1) -> None:
   axis.set_ticks(centres, [str(i) for i in range(0, count, every)], fontsize=7)
 
 
+def _tiles(kernel: np.ndarray, mode: str) -> tuple[np.ndarray, int, int, bool]:
+  """The kernel's tiles ``(rows, cols, h, w[, 3])``, ``rows``, ``cols`` and RGB-ness.
+
+  'channels' puts one tile per output channel, 16 a row (NaN pads the last
+  row); 'pairs' one per (input, output) pair.
+  """
+  kh, kw, n_in, n_out = kernel.shape
+  rgb = mode == "channels" and n_in == 3
+  if mode != "channels":
+    return np.transpose(kernel, (2, 3, 0, 1)), n_in, n_out, rgb  # (in, out, h, w)
+  cols = min(n_out, 16)
+  rows = math.ceil(n_out / cols)
+  tiles = np.full((rows * cols, kh, kw, 3 if rgb else 1), np.nan, np.float32)
+  tiles[:n_out] = np.moveaxis(kernel, -1, 0)
+  tiles = tiles.reshape(rows, cols, kh, kw, -1)
+  return (tiles if rgb else tiles[..., 0]), rows, cols, rgb
+
+
+def _label_axes(ax, mode: str, rows: int, cols: int, kh: int, kw: int) -> None:
+  """Channel indices on the axes: both in 'pairs', along one row in 'channels'."""
+  if mode == "pairs":
+    _label_tiles(ax.xaxis, cols, kw)
+    _label_tiles(ax.yaxis, rows, kh)
+    ax.set_xlabel("output channel")
+    ax.set_ylabel("input channel")
+    return
+  if rows == 1:
+    _label_tiles(ax.xaxis, cols, kw)
+  else:
+    ax.set_xticks(())
+  ax.set_yticks(())
+
+
 def plot_filters(variables: Mapping[str, Any], layer_name: str, *, mode: str = "auto",
                  max_inputs: int = 16, max_outputs: int = 32, cmap: str = "viridis",
                  tile_inches: float = 0.45, path: PathLike | None = None,
@@ -72,7 +105,8 @@ def plot_filters(variables: Mapping[str, Any], layer_name: str, *, mode: str = "
     the row of kernels applied to the previous layer's maps).
 
   All tiles share one vmin/vmax, so their weights compare. The grid is one
-  image (white lines between tiles), so a 16x64 layer draws as fast as 1x8.
+  image (white lines between tiles), not one Axes per tile, so the drawing
+  time does not grow with the number of tiles.
 
   Args:
     variables: ``{'params': ...}`` (see :func:`conv_kernel`).
@@ -103,18 +137,7 @@ def plot_filters(variables: Mapping[str, Any], layer_name: str, *, mode: str = "
   shown_in = n_in if mode == "channels" else min(n_in, max_inputs)
   kernel = kernel[:, :, :shown_in, :shown_out]
   vmin, vmax = float(kernel.min()), float(kernel.max())
-  rgb = mode == "channels" and n_in == 3
-  if mode == "channels":
-    cols = min(shown_out, 16)
-    rows = math.ceil(shown_out / cols)
-    tiles = np.full((rows * cols, kh, kw, 3 if rgb else 1), np.nan, np.float32)
-    tiles[:shown_out] = np.moveaxis(kernel, -1, 0)
-    tiles = tiles.reshape(rows, cols, kh, kw, -1)
-    if not rgb:
-      tiles = tiles[..., 0]
-  else:
-    rows, cols = shown_in, shown_out
-    tiles = np.transpose(kernel, (2, 3, 0, 1))  # (in, out, h, w)
+  tiles, rows, cols, rgb = _tiles(kernel, mode)
   if rgb:  # one scale for the whole layer keeps the colours comparable
     tiles = (tiles - vmin) / max(vmax - vmin, 1e-12)
   grid = _mosaic(np.nan_to_num(tiles, nan=1.0) if rgb else tiles, fill=1.0 if rgb else np.nan)
@@ -123,17 +146,7 @@ def plot_filters(variables: Mapping[str, Any], layer_name: str, *, mode: str = "
   colormap = matplotlib.colormaps[cmap].with_extremes(bad="white")
   image = ax.imshow(grid, cmap=None if rgb else colormap, vmin=vmin, vmax=vmax,
                     interpolation="nearest")
-  if mode == "pairs":
-    _label_tiles(ax.xaxis, cols, kw)
-    _label_tiles(ax.yaxis, rows, kh)
-    ax.set_xlabel("output channel")
-    ax.set_ylabel("input channel")
-  else:
-    if rows == 1:
-      _label_tiles(ax.xaxis, cols, kw)
-    else:
-      ax.set_xticks(())
-    ax.set_yticks(())
+  _label_axes(ax, mode, rows, cols, kh, kw)
   if not rgb:
     fig.colorbar(image, ax=ax, shrink=0.8, fraction=0.05)
   shape = "x".join(str(s) for s in full_shape)

@@ -52,6 +52,84 @@ def _num_filters(model, variables, layer_name, input_shape) -> int:
   return shape[-1]
 
 
+def _check_ranges(input_shape: Sequence[int],
+                  value_range: tuple[float, float]) -> tuple[tuple[int, ...], float, float]:
+  """Validated ``(input_shape, low, high)``."""
+  input_shape = tuple(int(s) for s in input_shape)
+  if len(input_shape) != 3:
+    raise ValueError(f"input_shape must be (H, W, C), got {input_shape}")
+  low, high = (float(v) for v in value_range)
+  if not high > low:
+    raise ValueError(f"value_range must be (value of pixel 0, value of pixel 255) with "
+                     f"the first smaller, got {value_range}")
+  return input_shape, low, high
+
+
+def _filter_array(model, variables, layer_name: str, input_shape: tuple[int, ...],
+                  filter_indices: Sequence[int] | None) -> np.ndarray:
+  """The filters to ascend as int32 indices; default the first 64 (all when fewer)."""
+  n = _num_filters(model, variables, layer_name, input_shape)
+  if filter_indices is None:
+    filter_indices = range(min(64, n))
+  filters = np.asarray(list(filter_indices), np.int32)
+  if filters.size == 0 or filters.min() < 0 or filters.max() >= n:
+    raise ValueError(f"filter indices must be in [0, {n}) for layer {layer_name!r} "
+                     f"({n} filters), got {filters.tolist()}")
+  return filters
+
+
+def _starting_images(init: np.ndarray | jax.Array | None, count: int,
+                     input_shape: tuple[int, ...], low: float, scale: float,
+                     seed: int) -> jax.Array:
+  """``(count, H, W, C)`` starting inputs: ``init``, or the lecture's gray noise."""
+  if init is None:
+    # Gray noise: the lecture's random * 20 + 128 in pixels, mapped to value_range.
+    noise = jax.random.uniform(jax.random.key(seed), (count, *input_shape))
+    return low + (noise * 20.0 + 128.0) * scale
+  x0s = jnp.asarray(init, jnp.float32)
+  if x0s.shape == input_shape:
+    x0s = jnp.broadcast_to(x0s, (count, *input_shape))
+  if x0s.shape != (count, *input_shape):
+    raise ValueError(f"init must have shape {input_shape} or {(count, *input_shape)}, "
+                     f"got {x0s.shape}")
+  return x0s
+
+
+def _ascent_program(model, layer_name: str, *, steps: int, step: float,
+                    batch_size: int | None):
+  """``run(variables, x0s, filters) -> (images, initial, final)``, jit-compiled.
+
+  Each filter's ascent is one ``lax.fori_loop``; the filters run together
+  under ``vmap`` (or ``lax.map`` over ``batch_size`` at a time).
+  """
+
+  def mean_activation(v, x, k):
+    act = layer_outputs(model, v, x[None], [layer_name])[layer_name]
+    return jnp.mean(act[..., k])
+
+  def ascend(v, x0, k):
+    grad = jax.grad(mean_activation, argnums=1)
+
+    def update(_, x):
+      g = grad(v, x, k)
+      # The RMS normalization makes each step the same size whatever the
+      # gradient's scale, so a fixed step size works for any layer.
+      g = g / (jnp.sqrt(jnp.mean(jnp.square(g))) + 1e-5)
+      return x + step * g
+
+    x = jax.lax.fori_loop(0, steps, update, x0)
+    return x, mean_activation(v, x0, k), mean_activation(v, x, k)
+
+  @jax.jit
+  def run(v, x0s, ks):
+    one = lambda xk: ascend(v, *xk)  # noqa: E731
+    if batch_size is None:
+      return jax.vmap(one)((x0s, ks))
+    return jax.lax.map(one, (x0s, ks), batch_size=batch_size)
+
+  return run
+
+
 def filter_patterns(model: nn.Module, variables: Mapping[str, Any], layer_name: str,
                     filter_indices: Sequence[int] | None = None, *,
                     input_shape: Sequence[int], steps: int = 40, step_size: float = 1.0,
@@ -91,57 +169,12 @@ def filter_patterns(model: nn.Module, variables: Mapping[str, Any], layer_name: 
     ValueError: an unknown layer, filter indices outside the layer, a bad
       ``value_range`` or ``input_shape``.
   """
-  input_shape = tuple(int(s) for s in input_shape)
-  if len(input_shape) != 3:
-    raise ValueError(f"input_shape must be (H, W, C), got {input_shape}")
-  low, high = (float(v) for v in value_range)
-  if not high > low:
-    raise ValueError(f"value_range must be (value of pixel 0, value of pixel 255) with "
-                     f"the first smaller, got {value_range}")
-  n = _num_filters(model, variables, layer_name, input_shape)
-  if filter_indices is None:
-    filter_indices = range(min(64, n))
-  filters = np.asarray(list(filter_indices), np.int32)
-  if filters.size == 0 or filters.min() < 0 or filters.max() >= n:
-    raise ValueError(f"filter indices must be in [0, {n}) for layer {layer_name!r} "
-                     f"({n} filters), got {filters.tolist()}")
-  scale = (high - low) / 255.0
-
-  def mean_activation(v, x, k):
-    act = layer_outputs(model, v, x[None], [layer_name])[layer_name]
-    return jnp.mean(act[..., k])
-
-  def ascend(v, x0, k):
-    grad = jax.grad(mean_activation, argnums=1)
-
-    def step(_, x):
-      g = grad(v, x, k)
-      # The RMS normalization makes each step the same size whatever the
-      # gradient's scale, so a fixed step size works for any layer.
-      g = g / (jnp.sqrt(jnp.mean(jnp.square(g))) + 1e-5)
-      return x + step_size * scale * g
-
-    x = jax.lax.fori_loop(0, steps, step, x0)
-    return x, mean_activation(v, x0, k), mean_activation(v, x, k)
-
-  @jax.jit
-  def run(v, x0s, ks):
-    one = lambda xk: ascend(v, *xk)  # noqa: E731
-    if batch_size is None:
-      return jax.vmap(one)((x0s, ks))
-    return jax.lax.map(one, (x0s, ks), batch_size=batch_size)
-
-  if init is None:
-    # Gray noise: the lecture's random * 20 + 128 in pixels, mapped to value_range.
-    noise = jax.random.uniform(jax.random.key(seed), (filters.size, *input_shape))
-    x0s = low + (noise * 20.0 + 128.0) * scale
-  else:
-    x0s = jnp.asarray(init, jnp.float32)
-    if x0s.shape == input_shape:
-      x0s = jnp.broadcast_to(x0s, (filters.size, *input_shape))
-    if x0s.shape != (filters.size, *input_shape):
-      raise ValueError(f"init must have shape {input_shape} or {(filters.size, *input_shape)}, "
-                       f"got {x0s.shape}")
+  input_shape, low, high = _check_ranges(input_shape, value_range)
+  filters = _filter_array(model, variables, layer_name, input_shape, filter_indices)
+  scale = (high - low) / 255.0  # one pixel unit in the model's input scale
+  run = _ascent_program(model, layer_name, steps=steps, step=step_size * scale,
+                        batch_size=batch_size)
+  x0s = _starting_images(init, filters.size, input_shape, low, scale, seed)
   images, initial, final = run(variables, x0s, jnp.asarray(filters))
   return FilterPatterns(np.asarray(images), filters, np.asarray(initial), np.asarray(final))
 

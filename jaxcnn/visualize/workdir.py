@@ -3,12 +3,15 @@
 ::
 
   python -m jaxcnn.main --config=experiments/fashion_mnist_cnn.py --workdir=DIR --mode=visualize
-  paths = jaxcnn.visualize.plot_workdir(config, DIR)   # the same from a notebook
+  paths = jaxcnn.run.run(config, DIR, "visualize")    # the same from a notebook
+  paths = jaxcnn.visualize.plot_workdir(None, DIR)     # DIR's own config.json as is
 
-The model and its weights come from the workdir's latest checkpoint (its own
-``config.json``, so the model is the one that was trained); the test images
-come through the same input pipeline and normalization the model was trained
-with. A model without conv layers (an MLP) gets its training curves only.
+The model and its weights come from the workdir's latest checkpoint; the test
+images come through the input pipeline of the config given, which
+``--mode=visualize`` resolves once (``jaxcnn.run.workdir_config``: the
+workdir's own ``config.json``, so the dataset and normalization are the ones
+the model was trained with, with this machine's data location). A model
+without conv layers (an MLP) gets its training curves only.
 """
 
 from __future__ import annotations
@@ -39,8 +42,6 @@ _FEATURE_MAP_TYPES = ("conv2d", "max_pooling2d", "average_pooling2d")
 # filter patterns of four conv layers (one per VGG16 block).
 _MAX_FEATURE_MAP_LAYERS = 8
 _MAX_PATTERN_LAYERS = 4
-# Where the model was trained may not be where the data lives now.
-_LOCATION_KEYS = ("data_dir", "mirror_dir")
 
 
 def conv_layer_names(model: nn.Module, variables: Mapping[str, Any]) -> list[str]:
@@ -65,20 +66,10 @@ def feature_map_layer_names(model: nn.Module, variables: Mapping[str, Any]) -> l
   return names[:_MAX_FEATURE_MAP_LAYERS]
 
 
-def _dataset_config(config: ml_collections.ConfigDict | None,
-                    trained: ml_collections.ConfigDict,
+def _dataset_config(config: ml_collections.ConfigDict,
                     num_images: int) -> ml_collections.ConfigDict:
-  """The trained dataset section, reading only ``num_images`` test images.
-
-  The preprocessing (dataset, split, normalization statistics of the training
-  part, image size) must be the one the model saw, so it comes from the
-  workdir's own config; only where the data lives comes from ``config``.
-  """
-  dataset = ml_collections.ConfigDict(trained.dataset.to_dict())
-  if config is not None:
-    for key in _LOCATION_KEYS:
-      if config.dataset.get(key):
-        dataset[key] = config.dataset[key]
+  """A copy of ``config.dataset`` that reads only ``num_images`` test images."""
+  dataset = ml_collections.ConfigDict(config.dataset.to_dict())
   dataset.num_test_examples = num_images
   # Augmentation is for training only; an empty section builds nothing.
   dataset.augmentation = ml_collections.ConfigDict()
@@ -145,6 +136,112 @@ def _pattern_inputs(conv_name: str, variables, num_filters: int,
   return init.astype(np.float32), (low, high)
 
 
+class _Output:
+  """The ``plots/`` folder of a workdir and the figures written to it.
+
+  Several hosts share one workdir: only process 0 writes, as for the logs.
+  """
+
+  def __init__(self, out_dir: str):
+    self.dir = out_dir
+    self.written: list[str] = []
+    self.writer = jax.process_index() == 0
+
+  def save(self, fig, name: str) -> None:
+    if self.writer:
+      path = os.path.join(self.dir, name)
+      finish(fig, path)
+      self.written.append(path)
+
+  def report(self) -> list[str]:
+    """Prints what was written (process 0) and returns the paths."""
+    if self.writer:
+      print(f"Wrote {len(self.written)} figure(s) to {self.dir}:")
+      for path in self.written:
+        print(f"  {path}")
+    return self.written
+
+
+def _plot_curves(out: _Output, workdir: str, title: str, dpi: int) -> None:
+  """``history.png``, or a note when no epoch has finished yet."""
+  if not os.path.exists(os.path.join(workdir, HISTORY_FILE)):
+    print(f"Note: no {HISTORY_FILE} in {workdir} (no epoch finished yet): no training curves.")
+    return
+  history = load_history(workdir)
+  # A constant learning rate is a flat line: worth a panel only when scheduled.
+  rates = [r for r in history.get("lr", []) if r == r]
+  out.save(plot_history(history, style="panels", show_lr=len(set(rates)) > 1,
+                        title=title, dpi=dpi), "history.png")
+
+
+def _pattern_layer_list(pattern_layers: Sequence[str] | str | None, convs: Sequence[str],
+                        model_name: str) -> list[str]:
+  """The conv layers whose filter patterns are drawn; default the first four."""
+  if pattern_layers is None:
+    pattern_layers = convs[:_MAX_PATTERN_LAYERS]
+  pattern_layers = [pattern_layers] if isinstance(pattern_layers, str) else list(pattern_layers)
+  unknown = [name for name in pattern_layers if name not in convs]
+  if unknown:
+    raise ValueError(f"pattern_layers {unknown} are not conv layers of "
+                     f"{model_name}; valid: {convs}")
+  return pattern_layers
+
+
+def _test_images(config: ml_collections.ConfigDict, num_images: int):
+  """The first ``num_images`` test images, their labels and the dataset info."""
+  # Imported here: it pulls TensorFlow, which the plotting functions of this
+  # package do not need.
+  from jaxcnn import data as data_lib  # pylint: disable=g-import-not-at-top
+  data = data_lib.create(_dataset_config(config, num_images),
+                         global_batch_size=jax.device_count(), seed=config.seed)
+  images, labels = data.as_numpy("test")
+  return images[:num_images], labels[:num_images], data.info
+
+
+def _probabilities(model: nn.Module, variables, images: np.ndarray) -> np.ndarray:
+  """Class probabilities; one logit z is the binary classifier softmax([0, z])."""
+  logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, images)
+  if logits.shape[-1] == 1:
+    logits = jnp.concatenate([jnp.zeros_like(logits), logits], axis=-1)
+  return np.asarray(jax.nn.softmax(logits.astype(jnp.float32), axis=-1))
+
+
+def _plot_images_and_maps(out: _Output, model: nn.Module, variables, images: np.ndarray,
+                          labels: np.ndarray, info, dpi: int) -> None:
+  """``test_images.png`` and one ``feature_maps_<i>_<class>.png`` per image."""
+  mean, std = np.asarray(info.mean, np.float32), np.asarray(info.std, np.float32)
+  probs = _probabilities(model, variables, images)
+  out.save(plot_test_images(images, labels, probs, info.class_names, mean=mean, std=std,
+                            dpi=dpi), "test_images.png")
+  maps = feature_maps(model, variables, images, feature_map_layer_names(model, variables))
+  for i in range(len(images)):
+    out.save(plot_feature_maps(maps, image_index=i, dpi=dpi),
+             f"feature_maps_{i}_{_slug(info.class_names[int(labels[i])])}.png")
+
+
+def _plot_patterns(out: _Output, model: nn.Module, variables, layers: Sequence[str], info, *,
+                   num_patterns: int, steps: int, step_size: float, seed: int,
+                   dpi: int) -> None:
+  """One ``filter_patterns_<layer>.png`` per layer, ascended in the model's input scale."""
+  mean, std = np.asarray(info.mean, np.float32), np.asarray(info.std, np.float32)
+  for layer in layers:
+    init, value_range = _pattern_inputs(layer, variables, num_patterns, info.image_shape,
+                                        mean, std, seed)
+    out.save(plot_filter_patterns(model, variables, layer, input_shape=info.image_shape,
+                                  num_filters=num_patterns, steps=steps,
+                                  step_size=step_size, value_range=value_range,
+                                  init=init, dpi=dpi),
+             f"filter_patterns_{_slug(layer)}.png")
+
+
+def _plot_classic(out: _Output, dpi: int) -> None:
+  """``classic_kernels.png``, or a note when scikit-learn (the photo) is missing."""
+  try:
+    out.save(plot_classic_kernels(dpi=dpi), "classic_kernels.png")
+  except ImportError as e:
+    print(f"Note: no classic kernels figure ({e}).")
+
+
 def plot_workdir(config: ml_collections.ConfigDict | None, workdir: str, *,
                  num_images: int = 3, pattern_layers: Sequence[str] | None = None,
                  num_patterns: int = 64, pattern_steps: int = 40,
@@ -172,10 +269,10 @@ def plot_workdir(config: ml_collections.ConfigDict | None, workdir: str, *,
   A model without conv layers gets ``history.png`` only (a note says so).
 
   Args:
-    config: the experiment config; only where the data lives
-      (``dataset.data_dir``, ``dataset.mirror_dir``) is taken from it. The
-      model, dataset and normalization are those of the workdir's own
-      ``config.json``. None uses the workdir's config alone.
+    config: the workdir's config, used as given (``--mode=visualize`` passes
+      ``jaxcnn.run.workdir_config``'s: the workdir's ``config.json`` with
+      this machine's data location). Its ``dataset`` and ``seed`` read the
+      test images; None reads the workdir's ``config.json`` alone.
     workdir: a training workdir (``config.json``, ``checkpoints/``,
       ``history.json``).
     num_images: test images whose feature maps are drawn.
@@ -196,92 +293,30 @@ def plot_workdir(config: ml_collections.ConfigDict | None, workdir: str, *,
     ValueError: ``num_images`` < 1, or ``pattern_layers`` names a layer that
       is not a conv layer (the message lists those that are).
   """
-  # Imported here: they pull TensorFlow and Orbax, which the plotting
-  # functions of this package do not need.
-  from jaxcnn import checkpoint  # pylint: disable=g-import-not-at-top
-  from jaxcnn import input_pipeline  # pylint: disable=g-import-not-at-top
+  # Imported here: it pulls Orbax, which the plotting functions of this
+  # package do not need.
+  from jaxcnn import state  # pylint: disable=g-import-not-at-top
 
   if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
     raise ValueError(f"num_images must be an integer >= 1, got {num_images!r}")
   workdir = os.path.abspath(workdir)
-  out_dir = os.path.join(workdir, PLOTS_DIR)
-  written: list[str] = []
-  # Several hosts share one workdir: only process 0 writes, as for the logs.
-  writer = jax.process_index() == 0
-
-  def save(fig, name: str) -> None:
-    if writer:
-      path = os.path.join(out_dir, name)
-      finish(fig, path)
-      written.append(path)
-
-  model, variables, trained = checkpoint.load_for_inference(workdir)
-  title = f"{trained.model.name} on {trained.dataset.name}"
-  if os.path.exists(os.path.join(workdir, HISTORY_FILE)):
-    history = load_history(workdir)
-    # A constant learning rate is a flat line: worth a panel only when scheduled.
-    rates = [r for r in history.get("lr", []) if r == r]
-    save(plot_history(history, style="panels", show_lr=len(set(rates)) > 1,
-                      title=title, dpi=dpi), "history.png")
-  else:
-    print(f"Note: no {HISTORY_FILE} in {workdir} (no epoch finished yet): no training curves.")
-
+  if config is None:
+    config = state.read_config(workdir)
+  model, variables, _ = state.load_for_inference(workdir)
+  out = _Output(os.path.join(workdir, PLOTS_DIR))
+  _plot_curves(out, workdir, f"{config.model.name} on {config.dataset.name}", dpi)
   convs = conv_layer_names(model, variables)
   if not convs:
-    print(f"Note: {trained.model.name} has no conv layers: only the training curves are "
+    print(f"Note: {config.model.name} has no conv layers: only the training curves are "
           "drawn (filters, feature maps and filter patterns need a CNN).")
-    _report(written, out_dir)
-    return written
-  if pattern_layers is None:
-    pattern_layers = convs[:_MAX_PATTERN_LAYERS]
-  pattern_layers = [pattern_layers] if isinstance(pattern_layers, str) else list(pattern_layers)
-  unknown = [name for name in pattern_layers if name not in convs]
-  if unknown:
-    raise ValueError(f"pattern_layers {unknown} are not conv layers of "
-                     f"{trained.model.name}; valid: {convs}")
-
+    return out.report()
+  pattern_layers = _pattern_layer_list(pattern_layers, convs, config.model.name)
   for name in convs[:2]:
-    save(plot_filters(variables, name, dpi=dpi), f"filters_{_slug(name)}.png")
-
-  data = input_pipeline.create(
-      _dataset_config(config, trained, num_images),
-      global_batch_size=jax.device_count(), seed=trained.seed)
-  info = data.info
-  images, labels = data.as_numpy("test")
-  images, labels = images[:num_images], labels[:num_images]
-  mean, std = np.asarray(info.mean, np.float32), np.asarray(info.std, np.float32)
-  logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, images)
-  if logits.shape[-1] == 1:  # one logit z: a binary classifier, softmax([0, z])
-    logits = jnp.concatenate([jnp.zeros_like(logits), logits], axis=-1)
-  probs = np.asarray(jax.nn.softmax(logits.astype(jnp.float32), axis=-1))
-  save(plot_test_images(images, labels, probs, info.class_names, mean=mean, std=std,
-                        dpi=dpi), "test_images.png")
-  maps = feature_maps(model, variables, images, feature_map_layer_names(model, variables))
-  for i in range(len(images)):
-    save(plot_feature_maps(maps, image_index=i, dpi=dpi),
-         f"feature_maps_{i}_{_slug(info.class_names[int(labels[i])])}.png")
-
-  for layer in pattern_layers:
-    init, value_range = _pattern_inputs(layer, variables, num_patterns, info.image_shape,
-                                        mean, std, seed)
-    save(plot_filter_patterns(model, variables, layer, input_shape=info.image_shape,
-                              num_filters=num_patterns, steps=pattern_steps,
-                              step_size=pattern_step_size, value_range=value_range,
-                              init=init, dpi=dpi),
-         f"filter_patterns_{_slug(layer)}.png")
-
+    out.save(plot_filters(variables, name, dpi=dpi), f"filters_{_slug(name)}.png")
+  images, labels, info = _test_images(config, num_images)
+  _plot_images_and_maps(out, model, variables, images, labels, info, dpi)
+  _plot_patterns(out, model, variables, pattern_layers, info, num_patterns=num_patterns,
+                 steps=pattern_steps, step_size=pattern_step_size, seed=seed, dpi=dpi)
   if classic_kernels:
-    try:
-      save(plot_classic_kernels(dpi=dpi), "classic_kernels.png")
-    except ImportError as e:
-      print(f"Note: no classic kernels figure ({e}).")
-  _report(written, out_dir)
-  return written
-
-
-def _report(written: Sequence[str], out_dir: str) -> None:
-  if jax.process_index() != 0:
-    return
-  print(f"Wrote {len(written)} figure(s) to {out_dir}:")
-  for path in written:
-    print(f"  {path}")
+    _plot_classic(out, dpi)
+  return out.report()

@@ -1,4 +1,4 @@
-"""input_pipeline.create: splits, order, resume, normalization, exact evaluation.
+"""jaxcnn.data.create: splits, order, resume, normalization, exact evaluation.
 
 Real Fashion-MNIST (prepared once per session from the offline mirror) for
 the numbers; ``tfds.testing.mock_data`` for MNIST and CIFAR-10, which cannot
@@ -13,7 +13,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from jaxcnn import config as config_lib
-from jaxcnn import input_pipeline
+from jaxcnn import data as data_lib
 
 
 def _config(data_dir="", **overrides):
@@ -39,19 +39,20 @@ def _unshard(batch, key):
 
 @pytest.mark.parametrize("batch,message", [(30, "28 or 32"), (2, "4")])
 def test_batch_not_divisible_by_devices_says_what_works(batch, message):
-  with pytest.raises(ValueError, match="not divisible by the 4 devices") as e:
-    input_pipeline.create(_config(), global_batch_size=batch, seed=0)
-  assert f"Use {message}." in str(e.value)
-  with pytest.raises(ValueError, match="Eval batch size 10 .* Use 8 or 12"):
-    input_pipeline.create(_config(), global_batch_size=32, seed=0, eval_batch_size=10)
+  # One rule (parallel.check_global_batch) for the training and eval batches.
+  with pytest.raises(config_lib.ConfigError, match="does not divide across 4 devices") as e:
+    data_lib.create(_config(), global_batch_size=batch, seed=0)
+  assert f"e.g. {message}." in str(e.value)
+  with pytest.raises(config_lib.ConfigError, match="eval_batch_size=10 .* e.g. 8 or 12"):
+    data_lib.create(_config(), global_batch_size=32, seed=0, eval_batch_size=10)
 
 
 @pytest.mark.parametrize("name,shape", [("mnist", (28, 28, 1)), ("cifar10", (32, 32, 3))])
 def test_mock_mnist_and_cifar10_through_create(name, shape):
   n = 100
   with tfds.testing.mock_data(num_examples=n):
-    data = input_pipeline.create(_config(name=name), global_batch_size=32, seed=0,
-                                 eval_batch_size=24)
+    data = data_lib.create(_config(name=name), global_batch_size=32, seed=0,
+                           eval_batch_size=24)
     # (batch_size=-1 needs split sizes, which the mock does not have.)
     raw = list(tfds.as_numpy(tfds.load(name, split="test", as_supervised=True)))
     raw_images = np.stack([x for x, _ in raw])
@@ -77,7 +78,7 @@ def test_mock_mnist_and_cifar10_through_create(name, shape):
 @pytest.mark.parametrize("cache", [True, False])
 @pytest.mark.parametrize("n", [96, 100])
 def test_eval_counts_every_example_exactly_once(fashion_mnist_data_dir, n, cache):
-  data = input_pipeline.create(
+  data = data_lib.create(
       _config(fashion_mnist_data_dir, num_train_examples=256, num_test_examples=n,
               cache=cache),
       global_batch_size=64, seed=0, eval_batch_size=32)
@@ -102,9 +103,9 @@ def test_eval_counts_every_example_exactly_once(fashion_mnist_data_dir, n, cache
 @pytest.mark.parametrize("cache", [True, False])
 def test_shuffle_is_deterministic_per_seed_and_epoch(fashion_mnist_data_dir, cache):
   cfg = _config(fashion_mnist_data_dir, num_train_examples=200, cache=cache)
-  a = input_pipeline.create(cfg, global_batch_size=32, seed=7)
-  b = input_pipeline.create(cfg, global_batch_size=32, seed=7)
-  other_seed = input_pipeline.create(cfg, global_batch_size=32, seed=8)
+  a = data_lib.create(cfg, global_batch_size=32, seed=7)
+  b = data_lib.create(cfg, global_batch_size=32, seed=7)
+  other_seed = data_lib.create(cfg, global_batch_size=32, seed=8)
   assert a.steps_per_epoch == 200 // 32 == 6  # the remainder (8) is dropped
 
   def images(data, epoch):
@@ -125,8 +126,8 @@ def test_shuffle_is_deterministic_per_seed_and_epoch(fashion_mnist_data_dir, cac
 
 def test_train_batches_are_the_examples_in_epoch_order(fashion_mnist_data_dir):
   # With no augmentation configured, the images reach the model untouched.
-  data = input_pipeline.create(_config(fashion_mnist_data_dir, num_train_examples=128),
-                               global_batch_size=32, seed=3)
+  data = data_lib.create(_config(fashion_mnist_data_dir, num_train_examples=128),
+                         global_batch_size=32, seed=3)
   assert data._augment is None  # pylint: disable=protected-access
   raw_images, raw_labels = _raw(fashion_mnist_data_dir, "train[:128]")
   order = data.epoch_order(2)
@@ -139,7 +140,7 @@ def test_train_batches_are_the_examples_in_epoch_order(fashion_mnist_data_dir):
 
 @pytest.mark.parametrize("cache", [True, False])
 def test_start_step_gives_the_tail_of_the_epoch(fashion_mnist_data_dir, cache):
-  data = input_pipeline.create(
+  data = data_lib.create(
       _config(fashion_mnist_data_dir, num_train_examples=320, cache=cache),
       global_batch_size=32, seed=1)
   full = list(data.train_epoch(4))
@@ -155,7 +156,7 @@ def test_start_step_gives_the_tail_of_the_epoch(fashion_mnist_data_dir, cache):
 
 def test_validation_is_the_end_of_train_and_stats_come_from_train_only(
     fashion_mnist_data_dir):
-  data = input_pipeline.create(
+  data = data_lib.create(
       _config(fashion_mnist_data_dir, num_train_examples=3000, validation_split=0.2,
               normalization="standardize", num_test_examples=500),
       global_batch_size=64, seed=0)
@@ -175,7 +176,7 @@ def test_validation_is_the_end_of_train_and_stats_come_from_train_only(
 
 
 def test_standardize_pixel_is_lecture_004(fashion_mnist_data_dir):
-  data = input_pipeline.create(
+  data = data_lib.create(
       _config(fashion_mnist_data_dir, num_train_examples=2000, validation_split=500,
               normalization="standardize_pixel", num_test_examples=300),
       global_batch_size=64, seed=0)
@@ -192,8 +193,8 @@ def test_standardize_pixel_is_lecture_004(fashion_mnist_data_dir):
 
 
 def test_no_validation_split_is_a_clear_error(fashion_mnist_data_dir):
-  data = input_pipeline.create(_config(fashion_mnist_data_dir, num_train_examples=64),
-                               global_batch_size=64, seed=0)
+  data = data_lib.create(_config(fashion_mnist_data_dir, num_train_examples=64),
+                         global_batch_size=64, seed=0)
   assert data.info.num_validation == 0
   with pytest.raises(ValueError, match="no validation data.*dataset.validation_split"):
     data.eval_steps("validation")
@@ -202,7 +203,7 @@ def test_no_validation_split_is_a_clear_error(fashion_mnist_data_dir):
 
 
 def test_image_size_resizes_as_keras_and_tiles_gray_to_rgb(fashion_mnist_data_dir):
-  data = input_pipeline.create(
+  data = data_lib.create(
       _config(fashion_mnist_data_dir, num_train_examples=64, num_test_examples=40,
               image_size=(48, 40), grayscale_to_rgb=True, normalization="none"),
       global_batch_size=64, seed=0)
@@ -221,8 +222,8 @@ def test_image_size_resizes_as_keras_and_tiles_gray_to_rgb(fashion_mnist_data_di
 def test_mock_cats_vs_dogs_varying_sizes_are_resized():
   with tfds.testing.mock_data(num_examples=20):
     with pytest.raises(ValueError, match=r"varying size.*dataset.image_size"):
-      input_pipeline.create(_config(name="cats_vs_dogs"), global_batch_size=8, seed=0)
-    data = input_pipeline.create(
+      data_lib.create(_config(name="cats_vs_dogs"), global_batch_size=8, seed=0)
+    data = data_lib.create(
         _config(name="cats_vs_dogs", image_size=(150, 150), normalization="standardize"),
         global_batch_size=8, seed=0)
     batch = next(data.train_epoch(0))

@@ -19,10 +19,10 @@ Splits are fixed (no randomness at load time):
   balanced classes;
 * ``test``: the other 1,297.
 
-Importing this module registers the builder (``jaxcnn.datasets`` imports
-it), so ``datasets.prepare('sklearn_digits')`` and
-``tfds.load('sklearn_digits')`` work; preparing it takes a second and
-downloads nothing.
+Importing this module registers the builder (``jaxcnn.data.sources`` imports
+it), so ``jaxcnn.data.prepare('sklearn_digits')`` and
+``tfds.load('sklearn_digits')`` work; preparing it is quick and downloads
+nothing.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import pytest
 import scipy.stats
 import tensorflow as tf
 
-from jaxcnn import augment
+from jaxcnn.data import augment
 from jaxcnn.config import ConfigError
 
 # Keras calls scipy.ndimage.interpolation, deprecated in scipy 1.17.
@@ -377,7 +377,7 @@ def test_plot_augmentations_writes_png_of_expected_size(tmp_path):
   from matplotlib.image import imread
   from sklearn.datasets import load_sample_images
 
-  from jaxcnn.plots_augment import plot_augmentations
+  from jaxcnn.visualize.augmentations import plot_augmentations
   china = load_sample_images().images[0][::2, ::2]  # 214 x 320 x 3 uint8
   path = tmp_path / "aug.png"
   fig = plot_augmentations(china, dict(LECTURE, shear_range=10), n=8, seed=0, path=path)

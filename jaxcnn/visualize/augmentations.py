@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from matplotlib.figure import Figure
 
-from jaxcnn import augment
+from jaxcnn.data import augment
 from jaxcnn.visualize._figure import PathLike, finish, new_figure
 
 PANEL_INCHES = 2.5  # each panel is 250 x 250 pixels at the default 100 dpi
@@ -42,7 +42,7 @@ def plot_augmentations(image: Any, aug_config: Mapping[str, Any] | augment.Augme
 
   Args:
     image: [H, W], [H, W, 1] or [H, W, 3] in [0, 255] (uint8 or float).
-    aug_config: a dict or ConfigDict for :func:`jaxcnn.augment.build`.
+    aug_config: a dict or ConfigDict for :func:`jaxcnn.data.augment.build`.
     n: number of augmented panels (the original is shown first).
     seed: the first half of each panel's seed.
     path: where to save a PNG, if given; it is ``cols * 250`` by

@@ -1,4 +1,4 @@
-"""datasets.prepare: the offline Fashion-MNIST mirror and the missing-data error."""
+"""jaxcnn.data.sources.prepare: the offline Fashion-MNIST mirror and the missing-data error."""
 
 import collections
 import gzip
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from jaxcnn import datasets
+from jaxcnn.data import sources
 
-FASHION_MNIST_MIRROR = os.environ.get(datasets.MIRROR_ENV, datasets.DEFAULT_MIRROR_DIR)
+FASHION_MNIST_MIRROR = os.environ.get(sources.MIRROR_ENV, sources.DEFAULT_MIRROR_DIR)
 
 
 def _idx(name: str, header: int) -> np.ndarray:
@@ -20,8 +20,8 @@ def _idx(name: str, header: int) -> np.ndarray:
 
 def test_mirror_gives_the_real_fashion_mnist(fashion_mnist_data_dir):
   # Already prepared: found in the data dir, no mirror or network needed.
-  builder = datasets.prepare("fashion_mnist", data_dir=fashion_mnist_data_dir,
-                             mirror_dir="/nonexistent", download=False)
+  builder = sources.prepare("fashion_mnist", data_dir=fashion_mnist_data_dir,
+                            mirror_dir="/nonexistent", download=False)
   assert builder.name == "fashion_mnist"
   assert str(builder.version) == "3.0.1"  # TFDS's own version, read back by TFDS
   assert builder.info.splits["train"].num_examples == 60_000
@@ -47,7 +47,7 @@ def test_mirror_gives_the_real_fashion_mnist(fashion_mnist_data_dir):
 def _fake_mirror(folder, corrupt: str | None = None) -> str:
   """A mirror folder linking the real files, one of them optionally corrupted."""
   os.makedirs(folder, exist_ok=True)
-  for name in datasets.FASHION_MNIST_SHA256:
+  for name in sources.FASHION_MNIST_SHA256:
     dst = os.path.join(folder, name)
     if name == corrupt:
       data = bytearray(gzip.decompress(
@@ -65,10 +65,10 @@ def test_corrupted_mirror_file_is_a_checksum_error_and_writes_nothing(tmp_path):
     pytest.skip(f"Fashion-MNIST mirror not found at {FASHION_MNIST_MIRROR}")
   mirror = _fake_mirror(tmp_path / "mirror", corrupt="train-labels-idx1-ubyte.gz")
   data_dir = str(tmp_path / "tfds")
-  with pytest.raises(datasets.ChecksumError, match="train-labels-idx1-ubyte.gz") as e:
-    datasets.prepare("fashion_mnist", data_dir=data_dir, mirror_dir=mirror,
-                     download=False)
-  assert datasets.FASHION_MNIST_SHA256["train-labels-idx1-ubyte.gz"] in str(e.value)
+  with pytest.raises(sources.ChecksumError, match="train-labels-idx1-ubyte.gz") as e:
+    sources.prepare("fashion_mnist", data_dir=data_dir, mirror_dir=mirror,
+                    download=False)
+  assert sources.FASHION_MNIST_SHA256["train-labels-idx1-ubyte.gz"] in str(e.value)
   # Nothing a later run would trust: no prepared dataset, no metadata left.
   assert not tfds.builder("fashion_mnist", data_dir=data_dir).is_prepared()
   left = [f for _, _, files in os.walk(data_dir) for f in files]
@@ -79,14 +79,14 @@ def test_corrupted_mirror_file_is_a_checksum_error_and_writes_nothing(tmp_path):
 def test_missing_fashion_mnist_lists_every_place_searched(tmp_path):
   data_dir = str(tmp_path / "tfds")
   os.makedirs(tmp_path / "empty_mirror")
-  with pytest.raises(datasets.DatasetNotFoundError) as e:
-    datasets.prepare("fashion_mnist", data_dir=data_dir,
-                     mirror_dir=str(tmp_path / "empty_mirror"), download=False)
+  with pytest.raises(sources.DatasetNotFoundError) as e:
+    sources.prepare("fashion_mnist", data_dir=data_dir,
+                    mirror_dir=str(tmp_path / "empty_mirror"), download=False)
   assert isinstance(e.value, FileNotFoundError)
   msg = str(e.value)
-  with pytest.raises(datasets.DatasetNotFoundError, match="nowhere \\(no such folder\\)"):
-    datasets.prepare("fashion_mnist", data_dir=data_dir,
-                     mirror_dir=str(tmp_path / "nowhere"), download=False)
+  with pytest.raises(sources.DatasetNotFoundError, match="nowhere \\(no such folder\\)"):
+    sources.prepare("fashion_mnist", data_dir=data_dir,
+                    mirror_dir=str(tmp_path / "nowhere"), download=False)
   assert os.path.join(data_dir, "fashion_mnist", "3.0.1") in msg
   assert str(tmp_path / "empty_mirror") in msg
   assert "missing train-images-idx3-ubyte.gz" in msg
@@ -97,17 +97,17 @@ def test_missing_fashion_mnist_lists_every_place_searched(tmp_path):
 
 
 def test_mirror_dir_resolution(monkeypatch):
-  monkeypatch.setenv(datasets.MIRROR_ENV, "/from/env")
-  assert datasets.mirror_dirs("/explicit") == ["/explicit"]
-  assert datasets.mirror_dirs("") == ["/from/env", datasets.DEFAULT_MIRROR_DIR]
-  monkeypatch.delenv(datasets.MIRROR_ENV)
-  assert datasets.mirror_dirs("") == [datasets.DEFAULT_MIRROR_DIR]
+  monkeypatch.setenv(sources.MIRROR_ENV, "/from/env")
+  assert sources.mirror_dirs("/explicit") == ["/explicit"]
+  assert sources.mirror_dirs("") == ["/from/env", sources.DEFAULT_MIRROR_DIR]
+  monkeypatch.delenv(sources.MIRROR_ENV)
+  assert sources.mirror_dirs("") == [sources.DEFAULT_MIRROR_DIR]
 
 
 def test_missing_mnist_has_no_mirror_and_says_how_to_get_it(tmp_path, monkeypatch):
   monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))  # data_dir '' reads it
-  with pytest.raises(datasets.DatasetNotFoundError) as e:
-    datasets.prepare("mnist", download=False)
+  with pytest.raises(sources.DatasetNotFoundError) as e:
+    sources.prepare("mnist", download=False)
   msg = str(e.value)
   assert os.path.join(str(tmp_path), "mnist") in msg
   assert "tfds build mnist" in msg and "mirror" not in msg.split("How to get it")[0]

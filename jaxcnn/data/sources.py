@@ -10,6 +10,9 @@
    ``tfds.load('fashion_mnist', data_dir=...)`` works with no network;
 3. TFDS's normal ``download_and_prepare``.
 
+``sklearn_digits`` (``jaxcnn.data.digits``, registered on import) prepares
+offline from scikit-learn's own copy.
+
 When all fail, :class:`DatasetNotFoundError` lists every place searched and
 how to get the data. A mirror file whose decompressed bytes do not match the
 published sha256 raises :class:`ChecksumError` before any example is written.
@@ -25,7 +28,7 @@ import tempfile
 import tensorflow_datasets as tfds
 from tensorflow_datasets.image_classification import mnist as tfds_mnist
 
-from jaxcnn import digits  # noqa: F401  (registers the sklearn_digits builder)
+from jaxcnn.data import digits  # noqa: F401  (registers the sklearn_digits builder)
 
 DEFAULT_MIRROR_DIR = "/usr/share/datasets/fashion-mnist"
 MIRROR_ENV = "JAXCNN_MIRROR_DIR"
@@ -149,7 +152,7 @@ def _missing_files(folder: str) -> list[str]:
 
 def _prepare_from_mirror(data_dir: str, folder: str) -> None:
   builder = FashionMNISTMirror(mirror_dir=folder, data_dir=data_dir)
-  # The decompressed IDX files (55 MB) only live for the preparation.
+  # The decompressed IDX files only live for the preparation.
   with tempfile.TemporaryDirectory(prefix="jaxcnn_fmnist_") as scratch:
     builder.download_and_prepare(
         download_dir=scratch,

@@ -1,0 +1,208 @@
+"""The train state: what it holds, how it starts, how a workdir's is rebuilt.
+
+A run starts as big_vision's do (``train.start``): from the workdir's
+checkpoint if there is one, else from pretrained weights
+(:func:`from_pretrained`: ``model.weights_path``, ``transfer.source``), else
+from :func:`create`'s initialization. :func:`create` reads no file, so
+:func:`abstract` (shape inference for restoring) never touches a weights
+file: a finished workdir reloads with its ``.h5`` gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from jaxcnn import checkpoint as checkpoint_lib
+from jaxcnn import models
+from jaxcnn import optim
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a resumed run needs, as one pytree (saved whole by Orbax).
+
+  Attributes:
+    step: global optimizer steps taken.
+    params: trainable parameters.
+    batch_stats: BatchNorm moving statistics ({} if the model has none).
+    opt_state: Optax state, learning rate and schedule count included.
+    rng: base PRNG key (raw uint32[2]); per-step keys are folded from it.
+    plateau: reduce-on-plateau state (a small pytree; empty when unused).
+  """
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  rng: jax.Array
+  plateau: Any
+
+  @property
+  def variables(self) -> dict[str, Any]:
+    """``{'params': ..., 'batch_stats': ...}`` for ``model.apply``."""
+    out = {"params": self.params}
+    if self.batch_stats:
+      out["batch_stats"] = self.batch_stats
+    return out
+
+
+def optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int):
+  """The optax chain of ``config.optimizer`` / ``config.schedule`` / freeze."""
+  return optim.create(config.optimizer, config.schedule,
+                      steps_per_epoch=steps_per_epoch,
+                      num_epochs=config.training.num_epochs,
+                      freeze=tuple(config.regularization.freeze))
+
+
+def create(config: ml_collections.ConfigDict, model, tx,
+           input_shape: tuple[int, ...]) -> TrainState:
+  """A freshly initialized state from ``config.seed``; reads no file.
+
+  Args:
+    config: the experiment config (``seed``, ``schedule``).
+    model: the linen model.
+    tx: the optax transformation.
+    input_shape: one example's shape (no batch axis).
+  """
+  rng = jax.random.PRNGKey(config.seed)
+  init_rng, dropout_rng, state_rng = jax.random.split(rng, 3)
+  dummy = jnp.zeros((1,) + tuple(input_shape), jnp.float32)
+  variables = jax.jit(lambda r, d: model.init(
+      {"params": r, "dropout": dropout_rng}, d, train=False))(init_rng, dummy)
+  return from_variables(config, variables, tx, step_rng=state_rng)
+
+
+def from_variables(config: ml_collections.ConfigDict, variables: Any, tx, *,
+                   step_rng: jax.Array | None = None) -> TrainState:
+  """A step-0 state around ``variables`` with a fresh optimizer state."""
+  if step_rng is None:
+    step_rng = jax.random.split(jax.random.PRNGKey(config.seed), 3)[2]
+  params = variables["params"]
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    batch_stats=variables.get("batch_stats", {}),
+                    opt_state=tx.init(params), rng=step_rng,
+                    plateau=optim.init_plateau(config.schedule))
+
+
+def with_variables(state: TrainState, variables: Any, tx) -> TrainState:
+  """``state`` with new weights and an optimizer state fresh for them."""
+  params = variables["params"]
+  return state.replace(params=params,
+                       batch_stats=variables.get("batch_stats", state.batch_stats),
+                       opt_state=tx.init(params))
+
+
+def from_pretrained(config: ml_collections.ConfigDict, model, state: TrainState,
+                    tx, *, verbose: bool = True) -> TrainState:
+  """``state`` with the pretrained weights the config names, read once.
+
+  ``model.weights_path`` (a Keras file for the whole model, e.g. VGG16's)
+  loads first, then ``config.transfer.source`` (a jaxcnn workdir or a Keras
+  weights file) copies the layers ``config.transfer.layers`` selects. A state
+  with neither is returned unchanged.
+
+  Raises:
+    FileNotFoundError: no such file or workdir.
+    models.freezing.TransferError: the source does not fit (each layer and
+      shape that differs is listed), or leaves a frozen layer random.
+    models.KerasWeightsError: a ``weights_path`` file that does not fit.
+  """
+  if not (model.weights_path or config.transfer.source):
+    return state
+  variables = models.load_pretrained(model, state.variables)
+  if config.transfer.source:
+    source = _read_source(config.transfer.source, model, variables)
+    frozen = models.freezing.frozen_layers(model, state.params,
+                                           config.regularization.freeze)
+    variables, lines = models.pretrained.transfer(
+        source, model, variables, layers=config.transfer.layers, frozen=frozen)
+    if verbose and jax.process_index() == 0:
+      print("\n".join(lines))
+  return with_variables(state, variables, tx)
+
+
+def _read_source(path: str, model, variables) -> "models.pretrained.Source":
+  path = os.path.expanduser(path)
+  if os.path.isdir(path):
+    _, source_variables, _ = load_for_inference(path)
+    return models.pretrained.variables_source(
+        f"jaxcnn workdir {path}", jax.device_get(source_variables))
+  if os.path.isfile(path):
+    return models.pretrained.keras_source(path, model, variables)
+  raise FileNotFoundError(
+      f"transfer.source {path!r} does not exist. Give a jaxcnn workdir (with "
+      "config.json and checkpoints/) or a Keras weights file (.h5 or "
+      ".weights.h5); VGG16's ImageNet base is published at "
+      f"{models.vgg16.NOTOP_WEIGHTS_URL}")
+
+
+def abstract(config: ml_collections.ConfigDict, meta: dict) -> tuple[Any, TrainState]:
+  """The model and an abstract TrainState matching a checkpoint's ``meta``."""
+  model = models.create(config.model, num_classes=meta["num_classes"])
+  tx = optimizer(config, meta["steps_per_epoch"])
+  target = jax.eval_shape(
+      lambda: create(config, model, tx, tuple(meta["image_shape"])))
+  return model, target
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+  """Reads the config a workdir was trained with (``config.json``)."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(
+        f"No config.json in {workdir}: not a jaxcnn workdir, or training "
+        "never started there. Train first with python -m jaxcnn.main "
+        f"--config=experiments/<name>.py --workdir={workdir}")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def load_for_inference(workdir: str, step: int | None = None):
+  """Loads a trained model for prediction on this machine's devices.
+
+  Args:
+    workdir: a training workdir (holds ``config.json`` and ``checkpoints/``).
+    step: a checkpoint step; None takes the latest restorable one.
+
+  Returns:
+    ``(model, variables, config)``; ``variables`` holds ``params`` and, if the
+    model has BatchNorm, ``batch_stats``.
+
+  Raises:
+    FileNotFoundError: the workdir has no config or no checkpoint.
+  """
+  config = read_config(workdir)
+  ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
+  try:
+    steps = ckpt.all_steps()
+    if not steps:
+      raise FileNotFoundError(
+          f"No checkpoint in {ckpt.directory}: train first (python -m "
+          f"jaxcnn.main --config=... --workdir={workdir}).")
+    if step is not None and step not in steps:
+      raise FileNotFoundError(
+          f"No checkpoint step {step} in {ckpt.directory}; steps: {steps}.")
+    model, target = abstract(config, ckpt.read_meta(steps[-1] if step is None else step))
+    if step is None:
+      restored = ckpt.restore_latest(target)
+      if restored is None:
+        raise FileNotFoundError(f"No restorable checkpoint in {ckpt.directory}.")
+      state = restored[0]
+    else:
+      state = ckpt.restore(step, target)[0]
+  finally:
+    ckpt.close()
+  return model, state.variables, config
+
+
+def for_evaluation(variables: Any) -> TrainState:
+  """A state holding only ``variables``, for the eval step."""
+  return TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
+                    batch_stats=variables.get("batch_stats", {}), opt_state=(),
+                    rng=jax.random.PRNGKey(0), plateau=())
