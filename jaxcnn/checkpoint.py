@@ -4,14 +4,18 @@ Each checkpoint step holds two items: ``state`` (the whole TrainState pytree)
 and ``meta`` (JSON: epoch, history, what is needed to rebuild the model).
 Saves are asynchronous; :meth:`Checkpointer.close` waits for them.
 
-A step that cannot be restored (a killed save, a truncated file) is moved
-aside to ``<dir>/corrupt/<step>-<time>`` with a warning and the previous good
-step is used: it is never deleted, and its step number is never silently
-overwritten by the resumed run.
+Every save records the SHA-256 of the state's values in ``meta``; a restore
+recomputes it. A step that cannot be restored (a killed save, a truncated
+file, a flipped bit the digest catches) is moved aside to
+``<dir>/corrupt/<step>-<time>`` with a warning and the previous good step is
+used: it is never deleted, and its step number is never silently overwritten
+by the resumed run. A save that fails (a full disk) raises
+:class:`CheckpointSaveError` at the next save or at :meth:`Checkpointer.close`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import time
@@ -19,6 +23,7 @@ from typing import Any
 
 from absl import logging
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
@@ -35,6 +40,31 @@ def _to_local(tree: Any) -> Any:
 
 class CheckpointMismatchError(ValueError):
   """A checkpoint whose tree does not fit the model it is restored into."""
+
+
+class CheckpointSaveError(OSError):
+  """A save failed (a full disk, say); the message names the last good step."""
+
+
+class CorruptCheckpointError(ValueError):
+  """A step whose restored values do not match the digest saved with them."""
+
+
+DIGEST_KEY = "state_sha256"
+
+
+def tree_digest(tree: Any) -> str:
+  """SHA-256 of every leaf's dtype, shape and bytes, in tree order.
+
+  Saved in a step's ``meta`` and checked on restore: a flipped bit in a data
+  file that Orbax and TensorStore read without complaint still changes it.
+  """
+  digest = hashlib.sha256()
+  for leaf in jax.tree.leaves(jax.device_get(_to_local(tree))):
+    array = np.ascontiguousarray(np.asarray(leaf))
+    digest.update(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(array.tobytes())
+  return digest.hexdigest()
 
 
 def _abstract(tree: Any) -> Any:
@@ -140,6 +170,8 @@ class Checkpointer:
     """
     if metrics is not None and any(v != v for v in metrics.values()):
       metrics = None  # NaN (no validation this epoch) cannot rank.
+    self.check()  # A failed earlier save stops the run here, not later.
+    meta = {**meta, DIGEST_KEY: tree_digest(state)}
     if jax.process_count() > 1:
       # pmap's replicated outputs are host-local; Orbax writes global arrays.
       state = jax.tree.map(
@@ -153,9 +185,25 @@ class Checkpointer:
     """Blocks until every started save is complete on disk."""
     self._manager.wait_until_finished()
 
+  def check(self) -> None:
+    """Raises :class:`CheckpointSaveError` if a finished async save failed."""
+    try:
+      self._manager.check_for_errors()
+    except Exception as e:  # noqa: BLE001 - any failure of a save is fatal.
+      steps = self.all_steps()
+      raise CheckpointSaveError(
+          f"Saving a checkpoint in {self.directory} failed ({type(e).__name__}: "
+          f"{str(e).splitlines()[0] if str(e) else ''}); training stopped. The "
+          "last complete checkpoint is " + (f"step {steps[-1]}" if steps else "none") +
+          ". Free space there, then rerun the same command to resume.") from None
+
   def close(self) -> None:
-    self._manager.wait_until_finished()
-    self._manager.close()
+    """Waits for the saves in flight, then raises if one of them failed."""
+    try:
+      self._manager.wait_until_finished()
+      self.check()
+    finally:
+      self._manager.close()
 
   def restore_latest(self, target_state: Any) -> tuple[Any, dict] | None:
     """Restores the newest restorable step into the structure of ``target_state``.
@@ -189,9 +237,13 @@ class Checkpointer:
           f"model:\n  " + "\n  ".join(problems[:50]) +
           ("\n  ..." if len(problems) > 50 else "") +
           "\nUse another --workdir for a changed model.")
-    restored = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(_abstract(target_state))))["state"]
-    return _to_local(restored), meta
+    restored = _to_local(self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(_abstract(target_state))))["state"])
+    saved_digest = meta.get(DIGEST_KEY)  # Absent in checkpoints of older jaxcnn.
+    if saved_digest is not None and tree_digest(restored) != saved_digest:
+      raise CorruptCheckpointError(
+          f"step {step}'s restored values do not match the SHA-256 saved with them")
+    return restored, meta
 
   def _quarantine(self, step: int, error: Exception) -> None:
     src = os.path.join(self.directory, str(step))

@@ -33,7 +33,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
   """
   errors = [config_lib.ConfigError, FileNotFoundError]
   for module, name in (("jaxcnn.train", "NonFiniteLossError"),
-                       ("jaxcnn.checkpoint", "CheckpointMismatchError")):
+                       ("jaxcnn.checkpoint", "CheckpointMismatchError"),
+                       ("jaxcnn.checkpoint", "CheckpointSaveError"),
+                       ("jaxcnn.workdir", "WriteError")):
     error = getattr(sys.modules.get(module), name, None)
     if error is not None:
       errors.append(error)

@@ -16,13 +16,13 @@ step). Everything here is a library function a notebook can call.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
 import math
 import os
 import signal
 import time
-from typing import Any
+from typing import Any, Iterator
 
 from absl import logging
 import jax
@@ -38,6 +38,7 @@ from jaxcnn import models
 from jaxcnn import optim
 from jaxcnn import parallel
 from jaxcnn import state as state_lib
+from jaxcnn import workdir as workdir_lib
 from jaxcnn.state import TrainState
 
 # Host fetches of metrics (for the progress bar and the NaN check) happen every
@@ -50,7 +51,7 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class Preempted(SystemExit):
-  """Raised after a SIGTERM once the state is safely checkpointed."""
+  """Raised after SIGTERM or SIGINT once the state is safely checkpointed."""
 
 
 def is_main_process() -> bool:
@@ -113,7 +114,7 @@ def build(config: ml_collections.ConfigDict, workdir: str) -> Setup:
   parallel.check_global_batch(config.training.batch_size)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
-  _check_writable(workdir)
+  workdir_lib.check_writable(workdir)
   data = data_lib.create(config.dataset,
                          global_batch_size=config.training.batch_size,
                          seed=config.seed)
@@ -130,12 +131,24 @@ def build(config: ml_collections.ConfigDict, workdir: str) -> Setup:
       test_time_flip=config.training.test_time_flip)
 
 
-def checkpointer(setup: Setup) -> checkpoint_lib.Checkpointer:
-  """The run's checkpointer (``<workdir>/checkpoints``); close it when done."""
+@contextlib.contextmanager
+def open_run(setup: Setup) -> Iterator[checkpoint_lib.Checkpointer]:
+  """Holds the workdir's lock and its checkpointer for one training run.
+
+  Raises:
+    workdir_lib.WorkdirInUseError: another run trains in the workdir.
+  """
   t = setup.config.training
-  return checkpoint_lib.Checkpointer(
-      os.path.join(setup.workdir, "checkpoints"), max_to_keep=t.keep_checkpoints,
-      keep_best=t.keep_best, best_metric=t.best_metric)
+  lock = (workdir_lib.lock(setup.workdir) if is_main_process()
+          else contextlib.nullcontext())  # One run's processes share a workdir.
+  with lock:
+    ckpt = checkpoint_lib.Checkpointer(
+        os.path.join(setup.workdir, "checkpoints"), max_to_keep=t.keep_checkpoints,
+        keep_best=t.keep_best, best_metric=t.best_metric)
+    try:
+      yield ckpt
+    finally:
+      ckpt.close()
 
 
 def start(setup: Setup, ckpt: checkpoint_lib.Checkpointer
@@ -143,9 +156,10 @@ def start(setup: Setup, ckpt: checkpoint_lib.Checkpointer
   """The state to train from: resumed, else pretrained, else initialized.
 
   Pretrained weights (``model.weights_path``, ``transfer.source``) are read
-  only when there is nothing to resume. Then the train-step model gets the
+  only when there is nothing to resume; a resume refuses settings it cannot
+  honour (``workdir.resume_changes``). Then the train-step model gets the
   freeze semantics and the regularization rules are built, and the workdir
-  gets its ``config.json``.
+  gets its ``config.json`` (with the changes appended to its history).
 
   Returns:
     ``(setup, state, progress)``: the completed setup, the state, and the
@@ -153,15 +167,21 @@ def start(setup: Setup, ckpt: checkpoint_lib.Checkpointer
 
   Raises:
     checkpoint_lib.CheckpointMismatchError: the workdir holds another model.
+    config_lib.ConfigError: a change a resume cannot honour (both values named).
   """
   config, info = setup.config, setup.data.info
   scratch = state_lib.create(config, setup.model, setup.tx, info.image_shape)
   restored = ckpt.restore_latest(scratch)
+  changes = {}
   if restored is not None:
     state, meta = restored
+    changes = workdir_lib.resume_changes(setup.workdir, config)
     progress = Progress(meta["epoch"], meta["history"], meta.get("partial", {}))
     print(f"Resumed from {ckpt.directory} at step {_step(state)} "
           f"(epoch {progress.epoch} of {config.training.num_epochs} complete).")
+    if changes:
+      print("Changed on resume: " + "; ".join(
+          f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items()) + ".")
   else:
     state = state_lib.from_pretrained(config, setup.model, scratch, setup.tx)
     progress = Progress(0, _empty_history(info.num_validation > 0), {})
@@ -173,7 +193,7 @@ def start(setup: Setup, ckpt: checkpoint_lib.Checkpointer
                                            state.params, config.regularization))
   if is_main_process():
     _print_start(setup, state)
-    _write_json(os.path.join(setup.workdir, "config.json"), config_lib.to_dict(config))
+    workdir_lib.record_config(setup.workdir, config, changes, _step(state))
   return setup, state, progress
 
 
@@ -210,12 +230,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     Preempted: after SIGTERM, once a checkpoint of the current step is saved.
   """
   setup = build(config, workdir)
-  ckpt = checkpointer(setup)
-  try:
+  with open_run(setup) as ckpt:
     setup, state, progress = start(setup, ckpt)
     return fit(setup, state, progress, ckpt)
-  finally:
-    ckpt.close()
 
 
 def fit(setup: Setup, state: TrainState, progress: Progress,
@@ -245,10 +262,10 @@ def fit(setup: Setup, state: TrainState, progress: Progress,
     print(f"Training already finished ({progress.epoch} epochs in "
           f"{setup.workdir}); evaluating.")
   try:
-    with _SigtermFlag() as sigterm:
+    with _StopSignals() as stop_signals:
       while progress.epoch < num_epochs:
         state = _epoch(setup, state, progress, train_step, eval_step, writer,
-                       sigterm, ckpt)
+                       stop_signals, ckpt)
     _test(setup, state, progress.history, eval_step, writer, progress.epoch)
   finally:
     if writer is not None:
@@ -256,12 +273,12 @@ def fit(setup: Setup, state: TrainState, progress: Progress,
   return state, progress.history
 
 
-def _epoch(setup, state, progress, train_step, eval_step, writer, sigterm, ckpt):
+def _epoch(setup, state, progress, train_step, eval_step, writer, signals, ckpt):
   """Trains one epoch (or its remainder), validates, logs and checkpoints."""
   config, data = setup.config, setup.data
   num_epochs = config.training.num_epochs
   state, metrics = _train_epoch(setup, train_step, state, progress, writer,
-                                sigterm, ckpt)
+                                signals, ckpt)
   progress.partial = {}
   progress.epoch += 1
   epoch = progress.epoch
@@ -281,7 +298,7 @@ def _epoch(setup, state, progress, train_step, eval_step, writer, sigterm, ckpt)
     progress.history[k].append(v)
   _log_epoch(epoch, num_epochs, row, writer)
   if is_main_process():
-    _write_json(os.path.join(setup.workdir, "history.json"), progress.history)
+    workdir_lib.write_json(os.path.join(setup.workdir, "history.json"), progress.history)
   if epoch % config.training.checkpoint_every_epochs == 0 or epoch == num_epochs:
     metric = config.training.best_metric
     ckpt.save(_step(state), state, _meta(setup, progress),
@@ -303,8 +320,8 @@ def _test(setup, state, history, eval_step, writer, epochs):
   if not is_main_process():
     return
   step = _step(state)
-  _write_json(os.path.join(setup.workdir, "history.json"), history)
-  _write_json(os.path.join(setup.workdir, "results.json"), {
+  workdir_lib.write_json(os.path.join(setup.workdir, "history.json"), history)
+  workdir_lib.write_json(os.path.join(setup.workdir, "results.json"), {
       "test_loss": test["loss"], "test_accuracy": test["accuracy"],
       "test_count": test["count"], "epochs": epochs, "step": step,
       **({"feature_extraction": True} if setup.meta.get("feature_extraction") else {})})
@@ -313,7 +330,7 @@ def _test(setup, state, history, eval_step, writer, epochs):
     writer.scalar("test/accuracy", test["accuracy"], step)
 
 
-def _train_epoch(setup, train_step, state, progress, writer, sigterm, ckpt):
+def _train_epoch(setup, train_step, state, progress, writer, signals, ckpt):
   """One epoch (or its remainder after a resume); returns state and metrics."""
   config, epoch = setup.config, progress.epoch
   steps = setup.data.steps_per_epoch
@@ -335,10 +352,11 @@ def _train_epoch(setup, train_step, state, progress, writer, sigterm, ckpt):
       images += config.training.batch_size
       acc.add(step, metrics)
       at_refresh = step % REFRESH_EVERY_STEPS == 0
-      if at_refresh or (sigterm.raised and jax.process_count() == 1):
+      if at_refresh or (signals.raised and jax.process_count() == 1):
         _refresh(acc, bar, writer, config, step, epoch * steps)
-      if _stop_requested(sigterm, at_refresh):
-        _save_and_stop(setup, state, progress, acc, ckpt, bar, step)
+        ckpt.check()  # A save that failed in the background stops the run now.
+      if _stop_requested(signals, at_refresh):
+        _save_and_stop(setup, state, progress, acc, ckpt, bar, step, signals)
     _refresh(acc, bar, writer, config, step, epoch * steps)
   except _NonFinite as e:
     bar.close()
@@ -349,17 +367,17 @@ def _train_epoch(setup, train_step, state, progress, writer, sigterm, ckpt):
                  "images_per_second": images / elapsed if elapsed > 0 else 0.0}
 
 
-def _save_and_stop(setup, state, progress, acc, ckpt, bar, step):
-  """SIGTERM: a complete checkpoint of this step, then :class:`Preempted`."""
+def _save_and_stop(setup, state, progress, acc, ckpt, bar, step, signals):
+  """SIGTERM or SIGINT: a complete checkpoint of this step, then :class:`Preempted`."""
   ckpt.save(step, state, _meta(setup, progress, {
       "loss_sum": acc.loss_sum, "accuracy_sum": acc.accuracy_sum,
       "count": acc.count}))
   ckpt.wait()
   bar.close()
-  print(f"\nSIGTERM: saved a complete checkpoint at step {step} "
+  print(f"\n{signals.name}: saved a complete checkpoint at step {step} "
         f"(epoch {progress.epoch + 1}) in {ckpt.directory}; rerun the same "
         "command to resume.")
-  raise Preempted(143)
+  raise Preempted(signals.exit_code)
 
 
 def _non_finite_error(e, state, epoch, ckpt) -> NonFiniteLossError:
@@ -429,13 +447,6 @@ def evaluate(eval_step, state: TrainState, data, split: str) -> dict[str, float]
           "accuracy": float(totals["correct"]) / count, "count": int(count)}
 
 
-def _write_json(path: str, obj: Any) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2)
-  os.replace(tmp, path)  # Atomic: a reader never sees half a file.
-
-
 def _empty_history(has_validation: bool) -> dict[str, list]:
   keys = ["loss", "accuracy"]
   if has_validation:
@@ -444,41 +455,59 @@ def _empty_history(has_validation: bool) -> dict[str, list]:
   return {k: [] for k in keys}
 
 
-class _SigtermFlag:
-  """Turns SIGTERM into a flag the loop checks between steps."""
+class _StopSignals:
+  """Turns SIGTERM and Ctrl-C (SIGINT) into a flag the loop checks between steps.
+
+  The step in flight finishes and a checkpoint is saved before the run
+  exits (143 for SIGTERM, 130 for SIGINT, as a shell reports them). A second
+  Ctrl-C interrupts at once.
+  """
+  EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}
 
   def __init__(self):
     self.raised = False
-    self._previous = None
+    self.signum = signal.SIGTERM
+    self._previous = {}
 
   def __enter__(self):
-    try:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-    except ValueError:  # Not the main thread (e.g. some notebook runners).
-      self._previous = None
+    for signum in self.EXIT_CODES:
+      try:
+        self._previous[signum] = signal.signal(signum, self._handle)
+      except ValueError:  # Not the main thread (e.g. some notebook runners).
+        pass
     return self
 
   def _handle(self, signum, frame):
-    del signum, frame
-    self.raised = True
+    del frame
+    if self.raised and signum == signal.SIGINT:
+      raise KeyboardInterrupt  # Asked twice: stop now, without saving.
+    self.raised, self.signum = True, signum
+
+  @property
+  def name(self) -> str:
+    return signal.Signals(self.signum).name
+
+  @property
+  def exit_code(self) -> int:
+    return self.EXIT_CODES[self.signum]
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
 
 
-def _stop_requested(sigterm, at_refresh: bool) -> bool:
+def _stop_requested(signals, at_refresh: bool) -> bool:
   """Whether every process agrees to stop now (SIGTERM reached any of them).
 
   One process alone cannot stop: checkpoint saves are collective. With
   several processes the flag is exchanged at refresh points only.
   """
   if jax.process_count() == 1:
-    return sigterm.raised
+    return signals.raised
   if not at_refresh:
     return False
   from jax.experimental import multihost_utils
-  flags = multihost_utils.process_allgather(np.asarray(sigterm.raised))
+  flags = multihost_utils.process_allgather(np.asarray(signals.raised))
   return bool(np.any(flags))
 
 
@@ -513,17 +542,6 @@ def _summary_writer(workdir):
     return None
   from flax.metrics import tensorboard  # Imports TF's summary ops lazily.
   return tensorboard.SummaryWriter(os.path.join(workdir, "tensorboard"))
-
-
-def _check_writable(workdir: str) -> None:
-  probe = os.path.join(workdir, f".write-test-{os.getpid()}")
-  try:
-    with open(probe, "w") as f:
-      f.write("x" * 4096)
-    os.remove(probe)
-  except OSError as e:
-    raise OSError(f"Workdir {workdir} is not writable ({e.strerror}); choose "
-                  "another --workdir or free space there.") from e
 
 
 def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str) -> dict:

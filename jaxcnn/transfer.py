@@ -162,8 +162,7 @@ def train_head_on_features(config: ml_collections.ConfigDict, workdir: str
                                                    info.image_shape))
   k = _check_feature_config(config, setup.model, shapes.params,
                             optim.freeze.normalize(config.regularization.freeze))
-  ckpt = train.checkpointer(setup)
-  try:
+  with train.open_run(setup) as ckpt:
     setup, state, progress = train.start(setup, ckpt)
     t0 = time.perf_counter()
     splits = ["train", "test"] + (["validation"] if info.num_validation else [])
@@ -180,5 +179,3 @@ def train_head_on_features(config: ml_collections.ConfigDict, workdir: str
         setup, data=feature_data, model=models.from_layer(setup.model, k),
         train_model=models.from_layer(setup.train_model, k))
     return train.fit(head, state, progress, ckpt)
-  finally:
-    ckpt.close()
