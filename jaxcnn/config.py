@@ -3,7 +3,9 @@
 Every experiment file in ``experiments/`` is a module with ``get_config()``
 returning an ``ml_collections.ConfigDict`` built on :func:`defaults`. The whole
 config is validated by :func:`validate` before anything is compiled, so a typo
-fails in a second with the closest valid key, not after a ten-minute run.
+or a number out of its range (:data:`RANGES`) fails in a second with what
+would be valid, not after a ten-minute run. :func:`load` runs such a file
+(``path[:arg]``, what ``--config=`` names), every mistake in it one line.
 
 Sections whose keys depend on a choice (the model preset's overrides, the
 chosen optimizer's hyperparameters, the schedule's parameters) are open here
@@ -21,13 +23,22 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.machinery
+import importlib.util
+import math
 import os
+import sys
+import traceback
+import types
 from typing import Any, Iterable, Mapping, Sequence
 
 import ml_collections
 
-# Sections whose keys are checked by their owners rather than against defaults.
-OPEN_SECTIONS = ("model", "optimizer", "schedule", "augmentation")
+# Sections whose keys are checked by their owners rather than against defaults
+# (paths from the root). Their keys depend on a choice (the preset, the
+# optimizer, the schedule), so ``--config.<section>.<key>=`` may add keys to
+# them, and the owner names the closest valid key when one is misspelled.
+OPEN_SECTIONS = ("model", "optimizer", "schedule", "dataset.augmentation")
 
 # The valid ``dataset.normalization`` names. 'rescale' is x / 255;
 # 'standardize' the per-channel mean/std of the training split only;
@@ -129,8 +140,7 @@ def _check_against(config: Any, reference: Any, prefix: str) -> None:
     if isinstance(ref_value, ml_collections.ConfigDict):
       if not isinstance(value, (ml_collections.ConfigDict, dict)):
         raise ConfigError(f"'{path}' must be a section, got {value!r}.")
-      if key not in OPEN_SECTIONS and not (
-          prefix == "dataset." and key == "augmentation"):
+      if path not in OPEN_SECTIONS:
         _check_against(value, ref_value, path + ".")
     elif ref_value is not None and value is not None:
       _check_type(path, value, ref_value)
@@ -155,8 +165,104 @@ def _check_type(path: str, value: Any, ref_value: Any) -> None:
         f"(like the default {ref_value!r}), got {value!r}.")
 
 
+@dataclasses.dataclass(frozen=True)
+class Range:
+  """The valid values of one number in :func:`defaults`.
+
+  Attributes:
+    path: the dotted key.
+    minimum: the smallest valid value.
+    maximum: the largest valid value (None: no bound).
+    open_max: whether ``maximum`` itself is invalid.
+    note: what a special value means, shown in the error (e.g. '0 = all').
+  """
+  path: str
+  minimum: float
+  maximum: float | None = None
+  open_max: bool = False
+  note: str = ""
+
+  def describe(self) -> str:
+    """The range in words: '>= 1', 'in [0, 1)'."""
+    if self.maximum is None:
+      return f">= {self.minimum:g}"
+    return f"in [{self.minimum:g}, {self.maximum:g}{')' if self.open_max else ']'}"
+
+  def contains(self, value: float) -> bool:
+    """Whether ``value`` is in range; NaN and infinities never are."""
+    if not math.isfinite(value) or value < self.minimum:
+      return False
+    if self.maximum is None:
+      return True
+    return value < self.maximum if self.open_max else value <= self.maximum
+
+
+# Every number of defaults() but dataset.validation_split (a fraction or a
+# count: a rule of its own). A value out of range fails here, in a second,
+# not mid-run: a
+# log_every_steps of 0 would divide by zero a minute into training, and a
+# negative num_train_examples would silently mean "all".
+# tests/test_config.py checks that every number of defaults() has a rule.
+RANGES = (
+    Range("seed", 0),
+    Range("dataset.num_train_examples", 0, note="0 = all"),
+    Range("dataset.num_test_examples", 0, note="0 = all"),
+    Range("dataset.shuffle_buffer", 1),
+    Range("regularization.l1", 0, note="0 = off"),
+    Range("regularization.l2", 0, note="0 = off"),
+    Range("regularization.max_norm", 0, note="0 = off"),
+    Range("training.batch_size", 1),
+    Range("training.num_epochs", 1),
+    Range("training.eval_every_epochs", 1),
+    Range("training.checkpoint_every_epochs", 1),
+    Range("training.keep_checkpoints", 1),
+    Range("training.keep_best", 0, note="0 = off"),
+    Range("training.log_every_steps", 1),
+    Range("training.label_smoothing", 0, 1, open_max=True),
+    Range("inference.num_samples", 1),
+    Range("inference.batch_size", 1),
+)
+
+
+def _check_range(config: ml_collections.ConfigDict, rule: Range) -> None:
+  section, _, name = rule.path.rpartition(".")
+  value = (config[section] if section else config)[name]
+  # The type was checked against the default's, but None passes that check.
+  if value is None or not rule.contains(value):
+    note = f" ({rule.note})" if rule.note else ""
+    raise ConfigError(
+        f"'{rule.path}' must be {rule.describe()}{note}, got {value!r}.")
+
+
+def _check_validation_split(split: float) -> None:
+  """A fraction in [0, 1) or a whole count of examples (e.g. 5000 or 5000.0)."""
+  number = split is not None and math.isfinite(split)
+  fraction = number and 0 <= split < 1
+  count = number and split >= 1 and float(split).is_integer()
+  if not (fraction or count):
+    raise ConfigError(
+        "'dataset.validation_split' must be a fraction in [0, 1) or a count "
+        f"of examples; got {split!r}.")
+
+
+def _check_image_size(size: Sequence[Any] | None) -> None:
+  """() or [] (the native size), else a (height, width) pair."""
+  if size is not None and len(size) == 0:
+    return
+  pair = size is not None and len(size) == 2 and all(
+      isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in size)
+  if not pair:
+    raise ConfigError(
+        "'dataset.image_size' must be () or (height, width) of whole numbers "
+        f">= 1; got {size!r}.")
+
+
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Checks a whole config before anything compiles.
+
+  Every key is checked against :func:`defaults` (the open sections are left
+  to their owners), every value's type against the default's, and every
+  number against its :data:`RANGES` rule.
 
   Args:
     config: the experiment config.
@@ -169,34 +275,20 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
       an impossible value, with what would be valid.
   """
   _check_against(config, defaults(), "")
+  for rule in RANGES:
+    _check_range(config, rule)
   t = config.training
-  for name in ("batch_size", "num_epochs", "eval_every_epochs",
-               "checkpoint_every_epochs", "keep_checkpoints"):
-    if t[name] < 1:
-      raise ConfigError(f"'training.{name}' must be >= 1, got {t[name]}.")
   if t.best_metric not in ("val_accuracy", "val_loss"):
     raise ConfigError(
         f"'training.best_metric' must be 'val_accuracy' or 'val_loss'; got "
         f"{t.best_metric!r}.")
-  if t.keep_best < 0:
-    raise ConfigError(f"'training.keep_best' must be >= 0, got {t.keep_best}.")
   d = config.dataset
   if d.normalization not in NORMALIZATIONS:
     raise ConfigError(
         f"'dataset.normalization' must be one of {', '.join(NORMALIZATIONS)}; "
         f"got {d.normalization!r}.")
-  if d.validation_split < 0 or (
-      isinstance(d.validation_split, float) and 0 < d.validation_split and
-      d.validation_split >= 1.0 and not float(d.validation_split).is_integer()):
-    raise ConfigError(
-        "'dataset.validation_split' must be a fraction in [0, 1) or a count "
-        f"of examples; got {d.validation_split!r}.")
-  if d.image_size and len(d.image_size) != 2:
-    raise ConfigError(
-        f"'dataset.image_size' must be () or (height, width); got {d.image_size!r}.")
-  if config.inference.num_samples < 1:
-    raise ConfigError(
-        f"'inference.num_samples' must be >= 1, got {config.inference.num_samples}.")
+  _check_validation_split(d.validation_split)
+  _check_image_size(d.image_size)
   return config
 
 
@@ -396,6 +488,192 @@ class ArgSpec:
     hint = f" Did you mean '{guess}'?" if guess else ""
     return ConfigError(f"Unknown config argument '{word}' for {self.file}.{hint} "
                        f"Valid: {self.describe()}.")
+
+
+# The config files a "not found" error lists when the path names no folder
+# that holds any: this repository's experiments.
+EXPERIMENTS_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments")
+
+
+def load(spec: str) -> ml_collections.ConfigDict:
+  """Runs a config file: ``'path[:arg]'`` -> its ``get_config(arg)``.
+
+  What ``--config=path[:arg]`` means (``get_config()`` without a colon, as in
+  ``ml_collections.config_flags``), with every mistake in the file one
+  :class:`ConfigError` line instead of a page of loader traceback.
+
+  Args:
+    spec: the file's path, optionally followed by ``:`` and the config string.
+
+  Returns:
+    The ConfigDict ``get_config`` returned, as it returned it.
+
+  Raises:
+    ConfigError: no such file (where it looked, the closest file and the files
+      there), a syntax error (file:line and the message), no ``get_config``,
+      a key a ConfigDict lacks (file:line, the closest valid key), a value of
+      the wrong type for a typed key (file:line, the key, its type and the
+      value), a result that is not a ConfigDict, and the ConfigErrors of
+      ``get_config`` itself (e.g. an unknown config argument).
+  """
+  path, colon, arg = spec.partition(":")
+  _check_file(path)
+  get_config = getattr(_exec_file(path), "get_config", None)
+  if not callable(get_config):
+    raise ConfigError(f"Config file {path} defines no get_config(); it must "
+                      "return the experiment's ml_collections.ConfigDict.")
+  try:
+    config = get_config(arg) if colon else get_config()
+  except (TypeError, KeyError, AttributeError) as e:
+    error = _file_error(e, path)
+    if error is None:
+      raise
+    raise error from e
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ConfigError(f"get_config() of {path} returned {type(config).__name__}, "
+                      "not an ml_collections.ConfigDict.")
+  return config
+
+
+def _check_file(path: str) -> None:
+  """Raises a ConfigError saying where it looked unless ``path`` is a file."""
+  if not path.strip():
+    raise ConfigError("No config file given; pass the path of one, e.g. "
+                      "experiments/fashion_mnist_cnn.py.")
+  if os.path.isfile(path):
+    return
+  # The files in the folder named, else (a bare name, a folder that does not
+  # exist or holds none) this repository's experiments.
+  folder = os.path.dirname(path)
+  names = _config_files(folder) if folder else []
+  if not names:
+    folder = _shown(EXPERIMENTS_DIR)
+    names = _config_files(folder)
+  # Compared without '.py', which would make every name look alike.
+  stems = {os.path.splitext(n)[0]: n for n in names}
+  guess = stems.get(closest(os.path.splitext(os.path.basename(path))[0], stems))
+  hint = f" Did you mean '{os.path.join(folder, guess)}'?" if guess else ""
+  files = f" Config files in {folder}/: {', '.join(names)}." if names else ""
+  kind = "is a folder, not a file" if os.path.isdir(path) else "not found"
+  raise ConfigError(f"Config file '{path}' {kind} (looked for "
+                    f"{os.path.abspath(path)}).{hint}{files}")
+
+
+def _config_files(folder: str) -> list[str]:
+  if not os.path.isdir(folder):
+    return []
+  return sorted(n for n in os.listdir(folder)
+                if n.endswith(".py") and not n.startswith("_"))
+
+
+def _shown(folder: str) -> str:
+  """``folder`` relative to the current one when inside it, else absolute."""
+  relative = os.path.relpath(folder)
+  return folder if relative.startswith("..") else relative
+
+
+def _exec_file(path: str) -> types.ModuleType:
+  """Imports the file at ``path`` (any suffix) as a fresh module."""
+  name = "jaxcnn_config_" + os.path.splitext(os.path.basename(path))[0]
+  loader = importlib.machinery.SourceFileLoader(name, path)
+  spec = importlib.util.spec_from_loader(name, loader)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[name] = module  # Dataclasses defined in the file look it up.
+  try:
+    loader.exec_module(module)
+  except SyntaxError as e:
+    del sys.modules[name]  # As import does: no half-run module is left.
+    imported = "" if _same_file(e.filename, path) else f" (imported by {path})"
+    raise ConfigError(f"Syntax error in {e.filename}:{e.lineno}{imported}: "
+                      f"{e.msg}.") from e
+  except BaseException:
+    del sys.modules[name]
+    raise
+  return module
+
+
+def _same_file(a: str | None, b: str) -> bool:
+  return a is not None and os.path.abspath(a) == os.path.abspath(b)
+
+
+# The ConfigDict methods that refuse a key or a value, and their key argument.
+_KEY_ARGUMENTS = {
+    ml_collections.ConfigDict.__getitem__.__code__: "key",
+    ml_collections.ConfigDict.__setitem__.__code__: "key",
+    ml_collections.ConfigDict.__getattr__.__code__: "attribute",
+    ml_collections.ConfigDict.__setattr__.__code__: "attribute",
+}
+
+
+def _file_error(error: Exception, path: str) -> ConfigError | None:
+  """The one line for a ConfigDict that refused a key or a value in ``path``.
+
+  ml_collections' own messages name only the last part of the key (and a
+  locked section's every value); the innermost ConfigDict frame of the
+  traceback holds the section, the key and the value, and the config
+  file's own frame the line.
+
+  Returns:
+    The ConfigError: an unknown key with the closest valid one, or a value of
+    the wrong type with the key's type; None when ``error`` is neither.
+  """
+  frames = list(traceback.walk_tb(error.__traceback__))
+  refused = [(frame.f_locals, _KEY_ARGUMENTS[frame.f_code]) for frame, _ in frames
+             if frame.f_code in _KEY_ARGUMENTS]
+  if not refused:
+    return None
+  local, key_argument = refused[-1]
+  section, key, value = local.get("self"), local.get(key_argument), local.get("value")
+  if not isinstance(section, ml_collections.ConfigDict) or not isinstance(key, str):
+    return None
+  lines = [line for frame, line in frames
+           if _same_file(frame.f_code.co_filename, path)]
+  where = f"{path}:{lines[-1]}" if lines else path
+  prefix = _prefix_in_defaults(section)
+  if key not in section:
+    name = "its section" if prefix is None else f"'{prefix[:-1] or 'config'}'"
+    return ConfigError(f"{where}: " + str(unknown_key_error(
+        (prefix or "") + key, section.keys(), name)))
+  if not isinstance(error, TypeError):
+    return None
+  default = _at(defaults(), (prefix or "") + key) if prefix is not None else None
+  like = (f"like the default {default!r}" if default is not None
+          else f"like its value {section[key]!r}")
+  full = (prefix or "") + key if default is not None else key
+  return ConfigError(f"{where}: '{full}' must be of type "
+                     f"{section.get_type(key).__name__} ({like}), got {value!r}.")
+
+
+def _prefix_in_defaults(section: ml_collections.ConfigDict) -> str | None:
+  """Which section of :func:`defaults` ``section`` is, as a key prefix.
+
+  Returns:
+    'training.' (or '' for the root) for the one section with the most keys
+    of which ``section`` has every one; None when none or two such.
+  """
+  matches = []
+
+  def walk(node: ml_collections.ConfigDict, prefix: str) -> None:
+    if len(node) and set(node.keys()) <= set(section.keys()):
+      matches.append((len(node), prefix))
+    for name, value in node.items():
+      if isinstance(value, ml_collections.ConfigDict):
+        walk(value, f"{prefix}{name}.")
+
+  walk(defaults(), "")
+  best = max((size for size, _ in matches), default=0)
+  found = [prefix for size, prefix in matches if size == best]
+  return found[0] if len(found) == 1 else None
+
+
+def _at(config: ml_collections.ConfigDict, path: str) -> Any:
+  """The value at the dotted ``path`` of ``config``; None where it has none."""
+  for part in path.split("."):
+    if not isinstance(config, ml_collections.ConfigDict) or part not in config:
+      return None
+    config = config[part]
+  return config
 
 
 def root_config_error(error: BaseException) -> ConfigError | None:

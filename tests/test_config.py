@@ -8,6 +8,7 @@ valid config.
 import importlib.util
 import itertools
 import pathlib
+import textwrap
 
 from absl import flags
 import ml_collections
@@ -16,6 +17,8 @@ import pytest
 
 from jaxcnn import config as config_lib
 from jaxcnn import experiment_bases
+from jaxcnn import main
+from jaxcnn import optim
 from jaxcnn import parallel
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -123,15 +126,79 @@ def test_a_section_replaced_by_a_value_is_named():
     config_lib.validate(c)
 
 
-@pytest.mark.parametrize("name", ["batch_size", "num_epochs", "eval_every_epochs",
-                                  "checkpoint_every_epochs", "keep_checkpoints"])
-@pytest.mark.parametrize("value", [0, -1])
-def test_training_counts_must_be_positive(name, value):
-  c = config_lib.defaults()
-  c.training[name] = value
+# Every number of defaults() with a rule of RANGES: (key, the edge of its
+# range, the first value past it, the range as the message says it).
+RANGE_CASES = [
+    ("seed", 0, -1, ">= 0"),
+    ("dataset.num_train_examples", 0, -1, ">= 0 (0 = all)"),
+    ("dataset.num_test_examples", 0, -1, ">= 0 (0 = all)"),
+    ("dataset.shuffle_buffer", 1, 0, ">= 1"),
+    ("regularization.l1", 0.0, -1e-4, ">= 0 (0 = off)"),
+    ("regularization.l2", 0.0, -1e-4, ">= 0 (0 = off)"),
+    ("regularization.max_norm", 0.0, -1.0, ">= 0 (0 = off)"),
+    ("training.batch_size", 1, 0, ">= 1"),
+    ("training.num_epochs", 1, 0, ">= 1"),
+    ("training.eval_every_epochs", 1, 0, ">= 1"),
+    ("training.checkpoint_every_epochs", 1, 0, ">= 1"),
+    ("training.keep_checkpoints", 1, 0, ">= 1"),
+    ("training.keep_best", 0, -1, ">= 0 (0 = off)"),
+    ("training.log_every_steps", 1, 0, ">= 1"),
+    ("training.label_smoothing", 0.0, -0.1, "in [0, 1)"),
+    ("training.label_smoothing", 0.9, 1.0, "in [0, 1)"),
+    ("inference.num_samples", 1, 0, ">= 1"),
+    ("inference.batch_size", 1, 0, ">= 1"),
+]
+# Numbers whose rules are not a range (tested below).
+OWN_RULES = {"dataset.validation_split"}
+
+
+def _numbers(node, prefix=""):
+  """The dotted keys of every int or float of ``node`` outside open sections."""
+  for key, value in node.items():
+    path = prefix + key
+    if isinstance(value, ml_collections.ConfigDict):
+      if path not in config_lib.OPEN_SECTIONS:
+        yield from _numbers(value, path + ".")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+      yield path
+
+
+def _set(config, path, value):
+  section, _, key = path.rpartition(".")
+  (config[section] if section else config)[key] = value
+  return config
+
+
+def test_every_number_of_the_defaults_has_a_tested_rule():
+  numbers = set(_numbers(config_lib.defaults()))
+  assert "training.log_every_steps" in numbers  # the walk sees the sections
+  assert numbers == {case[0] for case in RANGE_CASES} | OWN_RULES
+  assert {rule.path for rule in config_lib.RANGES} == numbers - OWN_RULES
+
+
+@pytest.mark.parametrize("path,edge,past,valid", RANGE_CASES,
+                         ids=[f"{c[0]}={c[2]}" for c in RANGE_CASES])
+def test_each_number_is_refused_past_its_range(path, edge, past, valid):
+  c = _set(config_lib.defaults(), path, edge)
+  assert config_lib.validate(c) is c
+  _set(c, path, past)
   with pytest.raises(config_lib.ConfigError) as e:
     config_lib.validate(c)
-  assert str(e.value) == f"'training.{name}' must be >= 1, got {value}."
+  assert str(e.value) == f"'{path}' must be {valid}, got {past!r}."
+
+
+@pytest.mark.parametrize("path", ["regularization.l2", "training.label_smoothing"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_nan_and_infinity_are_out_of_every_range(path, value):
+  with pytest.raises(config_lib.ConfigError, match=f"'{path}' must be .*got {value}"):
+    config_lib.validate(_set(config_lib.defaults(), path, value))
+
+
+def test_none_is_not_a_number():
+  c = _replaced(config_lib.defaults(), "training", "log_every_steps", None)
+  with pytest.raises(config_lib.ConfigError,
+                     match=r"'training.log_every_steps' must be >= 1, got None"):
+    config_lib.validate(c)
 
 
 def test_best_metric_says_what_is_valid():
@@ -143,16 +210,6 @@ def test_best_metric_says_what_is_valid():
   assert "'val_accuracy' or 'val_loss'" in str(e.value) and "'accuracy'" in str(e.value)
   c.training.best_metric = "val_loss"
   assert config_lib.validate(c) is c
-
-
-def test_keep_best_must_not_be_negative():
-  c = config_lib.defaults()
-  c.training.keep_best = 0  # off is valid
-  config_lib.validate(c)
-  c.training.keep_best = -1
-  with pytest.raises(config_lib.ConfigError,
-                     match=r"'training.keep_best' must be >= 0, got -1"):
-    config_lib.validate(c)
 
 
 def test_normalization_names_the_valid_ones():
@@ -176,7 +233,7 @@ def test_validation_split_fractions_and_counts_are_valid(split):
   config_lib.validate(c)
 
 
-@pytest.mark.parametrize("split", [-1, -0.5, 1.5])
+@pytest.mark.parametrize("split", [-1, -0.5, 1.5, float("nan"), float("inf")])
 def test_validation_split_must_be_a_fraction_or_a_count(split):
   c = config_lib.defaults()
   c.dataset.validation_split = split
@@ -190,18 +247,13 @@ def test_image_size_must_be_empty_or_a_pair():
   c = config_lib.defaults()
   c.dataset.image_size = (150, 150)
   config_lib.validate(c)
-  c.dataset.image_size = (150,)
-  with pytest.raises(config_lib.ConfigError) as e:
-    config_lib.validate(c)
-  assert "'dataset.image_size' must be () or (height, width)" in str(e.value)
-
-
-def test_inference_samples_must_be_positive():
-  c = config_lib.defaults()
-  c.inference.num_samples = 0
-  with pytest.raises(config_lib.ConfigError,
-                     match=r"'inference.num_samples' must be >= 1, got 0"):
-    config_lib.validate(c)
+  c.dataset.image_size = []  # () as config.json gives it back
+  config_lib.validate(c)
+  for size in [(150,), (150, 0), (150, 150.5), (150, True)]:
+    c.dataset.image_size = size
+    with pytest.raises(config_lib.ConfigError) as e:
+      config_lib.validate(c)
+    assert "'dataset.image_size' must be () or (height, width)" in str(e.value)
 
 
 def test_batch_not_divisible_says_what_would():
@@ -328,6 +380,205 @@ def test_config_flag_errors_lead_back_to_the_clean_config_error():
   assert isinstance(root, config_lib.ConfigError)
   assert str(root).startswith("Unknown config argument 'quik' for fashion_mnist_cnn.py.")
   assert config_lib.root_config_error(ValueError("other")) is None
+
+
+# --- config files (config.load) and the --config flag ---------------------------
+
+
+def _file(tmp_path, text, name="exp.py"):
+  path = tmp_path / name
+  path.write_text(textwrap.dedent(text))
+  return str(path)
+
+
+def test_load_calls_get_config_with_the_string_after_the_colon(tmp_path):
+  path = _file(tmp_path, """
+      from jaxcnn import config as config_lib
+      def get_config(arg="none"):
+        config = config_lib.defaults()
+        config.dataset.name = arg
+        return config
+      """)
+  assert config_lib.load(path).dataset.name == "none"  # no colon: no argument
+  assert config_lib.load(path + ":").dataset.name == ""
+  assert config_lib.load(path + ":a:b").dataset.name == "a:b"
+
+
+def test_a_missing_file_says_where_it_looked_and_what_is_there():
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.load(str(REPO / "experiments" / "mnist_cn.py") + ":quick")
+  message = str(e.value)
+  assert f"(looked for {REPO / 'experiments' / 'mnist_cn.py'})" in message
+  assert f"Did you mean '{REPO / 'experiments' / 'mnist_cnn.py'}'?" in message
+  assert "Config files in " in message and "fashion_mnist_cnn.py, " in message
+
+
+def test_a_bare_missing_name_points_to_the_experiments(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)  # no experiments/ here
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.load("mnist_cnns.py")
+  assert f"(looked for {tmp_path / 'mnist_cnns.py'})" in str(e.value)
+  assert f"Did you mean '{REPO / 'experiments' / 'mnist_cnns.py'}'?" in str(e.value)
+
+
+def test_nothing_close_gives_no_guess_and_a_folder_is_not_a_file(tmp_path):
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.load(str(REPO / "experiments" / "zzzzzz.py"))
+  assert "Did you mean" not in str(e.value) and "mnist_cnn.py" in str(e.value)
+  with pytest.raises(config_lib.ConfigError, match="is a folder, not a file"):
+    config_lib.load(str(tmp_path))
+  with pytest.raises(config_lib.ConfigError, match="No config file given"):
+    config_lib.load(" ")
+
+
+def test_a_syntax_error_names_file_and_line(tmp_path):
+  path = _file(tmp_path, """
+      def get_config():
+        return (
+      """)
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.load(path)
+  assert str(e.value) == f"Syntax error in {path}:3: '(' was never closed."
+
+
+def test_a_syntax_error_in_an_imported_file_names_both(tmp_path, monkeypatch):
+  monkeypatch.syspath_prepend(str(tmp_path))
+  _file(tmp_path, "x = = 1\n", name="broken_helper_for_test_config.py")
+  path = _file(tmp_path, "import broken_helper_for_test_config\n")
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.load(path)
+  assert str(e.value).startswith(
+      f"Syntax error in {tmp_path / 'broken_helper_for_test_config.py'}:1 "
+      f"(imported by {path}): ")
+
+
+def test_a_wrong_type_in_the_file_names_line_key_type_and_value(tmp_path):
+  path = _file(tmp_path, """
+      from jaxcnn import config as config_lib
+
+      def get_config():
+        config = config_lib.defaults()
+        config.training.num_epochs = "ten"
+        return config
+      """)
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.load(path)
+  assert str(e.value) == (f"{path}:6: 'training.num_epochs' must be of type int "
+                          "(like the default 5), got 'ten'.")
+
+
+@pytest.mark.parametrize("line,message", [
+    # batch_size is in two sections: the section's keys tell which.
+    ("config.inference.batch_size = '8'",
+     "'inference.batch_size' must be of type int (like the default 1000), got '8'."),
+    ("config.seed = 'x'", "'seed' must be of type int (like the default 0), got 'x'."),
+    # Not a key of the defaults: its value then says the type.
+    ("config.model.filters = 8; config.model.filters = 'x'",
+     "'filters' must be of type int (like its value 8), got 'x'."),
+])
+def test_the_wrong_type_names_the_whole_key(tmp_path, line, message):
+  path = _file(tmp_path, f"""
+      from jaxcnn import config as config_lib
+      def get_config():
+        config = config_lib.defaults()
+        {line}
+        return config
+      """)
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.load(path)
+  assert str(e.value) == f"{path}:5: {message}"
+
+
+@pytest.mark.parametrize("line,message", [
+    ("config.trainig.num_epochs = 3",  # a section that does not exist
+     "Unknown config key 'trainig' in 'config'. Did you mean 'training'?"),
+    ("config.lock(); config.training.batchsize = 3",  # a locked section
+     "Unknown config key 'training.batchsize' in 'training'. "
+     "Did you mean 'batch_size'?"),
+    ("config['dataset']['nmae']",
+     "Unknown config key 'dataset.nmae' in 'dataset'. Did you mean 'name'?"),
+])
+def test_an_unknown_key_in_the_file_names_line_and_closest(tmp_path, line, message):
+  path = _file(tmp_path, f"""
+      from jaxcnn import config as config_lib
+      def get_config():
+        config = config_lib.defaults()
+        {line}
+        return config
+      """)
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.load(path)
+  assert str(e.value).startswith(f"{path}:5: {message} Valid keys: ")
+
+
+@pytest.mark.parametrize("body,error", [
+    ("return len(3)", TypeError),
+    ("return {}['x']", KeyError),
+    ("return (3).x", AttributeError),
+])
+def test_other_errors_of_a_config_file_keep_their_traceback(tmp_path, body, error):
+  path = _file(tmp_path, f"""
+      def get_config():
+        {body}
+      """)
+  with pytest.raises(error):
+    config_lib.load(path)
+
+
+def test_a_file_must_define_get_config_and_return_a_config_dict(tmp_path):
+  with pytest.raises(config_lib.ConfigError, match="defines no get_config"):
+    config_lib.load(_file(tmp_path, "x = 1\n"))
+  with pytest.raises(config_lib.ConfigError, match="returned dict, not an ml_coll"):
+    config_lib.load(_file(tmp_path, "def get_config():\n  return {}\n"))
+
+
+def test_an_argument_error_of_get_config_is_its_own_line():
+  with pytest.raises(config_lib.ConfigError,
+                     match="^Unknown config argument 'quik' for fashion_mnist_cnn.py."):
+    config_lib.load(str(REPO / "experiments" / "fashion_mnist_cnn.py") + ":quik")
+
+
+def _parse(*overrides, file="fashion_mnist_cnn.py"):
+  """The --config flag of jaxcnn.main, parsed on a private FlagValues."""
+  argv = ["prog", f"--config={REPO / 'experiments' / file}", *overrides]
+  flag_values = flags.FlagValues()
+  main.define_config_flag(flag_values, sys_argv=argv)
+  flag_values(argv)
+  return flag_values.config
+
+
+def test_overrides_add_keys_to_the_open_sections():
+  config = _parse("--config.schedule.name=exponential", "--config.schedule.s=20",
+                  "--config.optimizer.momentum=0.5", "--config.model.filters=8",
+                  "--config.dataset.augmentation.rotation_range=10")
+  assert config.schedule.to_dict() == {"name": "exponential", "s": 20}
+  assert config.optimizer.momentum == 0.5 and config.model.filters == 8
+  assert config.dataset.augmentation.rotation_range == 10
+  assert config_lib.validate(config) is config
+  assert optim.schedules.resolve(config.schedule) == (
+      "exponential", {"s": 20.0, "decay_rate": 0.1, "unit": "epoch"})
+
+
+def test_the_owner_names_the_closest_key_of_an_open_section():
+  config = _parse("--config.schedule.name=exponential", "--config.schedule.ss=20")
+  with pytest.raises(config_lib.ConfigError, match="'schedule.ss' .*Did you mean 's'?"):
+    optim.schedules.resolve(config.schedule)
+
+
+def test_overrides_cannot_add_keys_to_the_other_sections():
+  config = _parse()
+  assert config.is_locked and config.training.is_locked
+  assert not config.schedule.is_locked  # parse_flags locks it once all are in
+  with pytest.raises(KeyError, match='Did you mean "batch_size"'):
+    _parse("--config.training.batchsize=32")
+  with pytest.raises(KeyError, match='Did you mean "training"'):
+    _parse("--config.trainig.batch_size=32")
+
+
+def test_a_bad_file_is_the_config_error_behind_the_flag_error(tmp_path):
+  with pytest.raises(flags.Error) as e:
+    _parse(file="no_such_file.py")
+  assert "not found (looked for" in str(config_lib.root_config_error(e.value))
 
 
 # --- shrink -------------------------------------------------------------------
