@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import tempfile
 from typing import Any, NamedTuple, Sequence
 
 import flax
@@ -40,6 +41,7 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 import numpy as np
 
+from jaxcnn import config as config_lib
 from jaxcnn import metrics
 from jaxcnn import models
 from jaxcnn import parallel
@@ -54,6 +56,10 @@ _ACCELERATOR_ROWS_PER_STEP = 32768
 
 class DeterministicModelError(ValueError):
   """``predict_mc`` on a model whose passes would all be equal."""
+
+
+class OutputNotWritableError(config_lib.ConfigError):
+  """The report's folder cannot be written; raised before anything is computed."""
 
 
 class MCPrediction(NamedTuple):
@@ -477,6 +483,31 @@ def evaluate_mc(model, variables, images, labels, *, num_samples: int, rng,
   return result
 
 
+def check_writable(out_dir: str) -> None:
+  """Makes ``out_dir`` if needed and writes a scratch file in it.
+
+  A real write, not ``os.access``: that checks the real rather than the
+  effective user, and says nothing of a file standing where the folder goes.
+
+  Raises:
+    OutputNotWritableError: ``out_dir`` cannot take the report's files.
+  """
+  try:
+    os.makedirs(out_dir, exist_ok=True)
+    with tempfile.TemporaryFile(dir=out_dir):
+      pass
+  except OSError as e:
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+      reason, fix = "a file is in the way", "move that file away"
+    else:
+      reason = e.strerror or str(e)
+      fix = f"make it (or {os.path.dirname(out_dir) or '.'}) writable"
+    raise OutputNotWritableError(
+        f"{out_dir} is not writable ({reason}), so the MC dropout report could "
+        f"not be saved: {fix}, or copy the workdir somewhere writable and run "
+        "there. Nothing was computed.") from e
+
+
 def report(config, workdir: str, *, out_dir: str | None = None) -> dict[str, Any]:
   """``--mode=predict_mc``: the trained workdir's model on the test split.
 
@@ -497,10 +528,14 @@ def report(config, workdir: str, *, out_dir: str | None = None) -> dict[str, Any
 
   Raises:
     FileNotFoundError: the workdir has no config.json or no checkpoint.
+    OutputNotWritableError: ``out_dir`` cannot be written; checked before
+      the data is read or anything is predicted.
   """
   # Local: TensorFlow (tf.data) only when reporting.
   from jaxcnn import data as data_lib
   model, variables, _ = state.load_for_inference(workdir)
+  out_dir = out_dir or os.path.join(workdir, "mc_dropout")
+  check_writable(out_dir)
   data = data_lib.create(config.dataset, global_batch_size=config.training.batch_size,
                          seed=config.seed)
   images, labels = data.as_numpy("test")
@@ -509,5 +544,4 @@ def report(config, workdir: str, *, out_dir: str | None = None) -> dict[str, Any
   return evaluate_mc(model, variables, images, labels,
                      num_samples=config.inference.num_samples, rng=rng,
                      batch_size=config.inference.batch_size,
-                     class_names=data.info.class_names,
-                     out_dir=out_dir or os.path.join(workdir, "mc_dropout"))
+                     class_names=data.info.class_names, out_dir=out_dir)

@@ -359,9 +359,9 @@ def _train_epoch(setup, train_step, state, progress, writer, signals, ckpt):
         _save_and_stop(setup, state, progress, acc, ckpt, bar, step, signals)
     _refresh(acc, bar, writer, config, step, epoch * steps)
   except _NonFinite as e:
-    bar.close()
     raise _non_finite_error(e, state, epoch, ckpt) from None
-  bar.close()
+  finally:
+    bar.close()  # Before any error line: never on the bar's line.
   elapsed = time.perf_counter() - t0
   return state, {"loss": acc.loss, "accuracy": acc.accuracy, "time": elapsed,
                  "images_per_second": images / elapsed if elapsed > 0 else 0.0}

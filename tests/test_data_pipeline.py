@@ -230,3 +230,25 @@ def test_mock_cats_vs_dogs_varying_sizes_are_resized():
   assert data.info.num_classes == 2 and data.info.class_names == ("cat", "dog")
   assert batch["image"].shape == (4, 2, 150, 150, 3)
   assert data.info.mean.shape == (3,) and np.isfinite(batch["image"]).all()
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_corrupt_prepared_file_names_the_folder_to_delete(fashion_mnist_data_dir, tmp_path, cache):
+  import shutil
+  data_dir = tmp_path / "tfds"
+  shutil.copytree(fashion_mnist_data_dir, data_dir)
+  prepared = data_dir / "fashion_mnist" / "3.0.1"
+  (record,) = [p for p in prepared.iterdir() if "test.tfrecord" in p.name]
+  with open(record, "r+b") as f:  # a flipped byte: the record's CRC no longer matches
+    f.seek(1000)
+    byte = f.read(1)[0]
+    f.seek(1000)
+    f.write(bytes([byte ^ 0xFF]))
+  data = data_lib.create(_config(str(data_dir), num_train_examples=64, num_test_examples=64,
+                                 cache=cache), global_batch_size=32, seed=0)
+  with pytest.raises(data_lib.PreparedDataError) as e:
+    data.as_numpy("test")
+  msg = str(e.value)
+  assert f"The prepared dataset in {prepared} is corrupt (corrupted record at" in msg
+  assert f"delete {prepared} and run again" in msg and "\n" not in msg
+  assert isinstance(e.value, FileNotFoundError)  # main prints it as one line

@@ -52,11 +52,17 @@ def test_whole_splits_stay_unsliced_and_no_validation_is_an_empty_part():
 
 
 def test_split_errors_say_what_to_change():
-  with pytest.raises(ValueError, match="leaves no training examples out of 100"):
+  # ConfigErrors: main prints each as one line.
+  with pytest.raises(config_lib.ConfigError, match=(
+      r"validation_split=100 leaves no training examples out of 100 "
+      r"\(dataset.num_train_examples=100\): use a count below 100 or a fraction "
+      r"such as 0.1 \(10 examples\)")):
     splits.plan(_config(num_train_examples=100, validation_split=100), _count)
-  with pytest.raises(ValueError, match="fraction in \\(0, 1\\), a count"):
+  with pytest.raises(config_lib.ConfigError, match="out of 60000 \\(split 'train'\\)"):
+    splits.plan(_config(validation_split=60_000), _count)
+  with pytest.raises(config_lib.ConfigError, match="fraction in \\(0, 1\\), a count"):
     splits.validation_count(1.5, 100)
-  with pytest.raises(ValueError, match="already has a slice"):
+  with pytest.raises(config_lib.ConfigError, match="already has a slice"):
     splits.sliced("train[:500]", 0, 100, 500)
   assert splits.validation_count(0.1, 1000) == 100
   assert splits.validation_count(250, 1000) == 250
@@ -70,8 +76,17 @@ def test_batching_and_steps():
     splits.batching(64, 6, None)
   train = splits.Part("train[0:200]", 200, 200, 200)
   assert splits.steps_per_epoch(train, splits.batching(32, None, None), cache=True) == 6
-  with pytest.raises(ValueError, match="fewer than one batch of 256"):
-    splits.steps_per_epoch(train, splits.batching(256, None, None), cache=False)
+  # A batch larger than the data: the largest that fits, a multiple of the 4 devices.
+  for cache in (True, False):
+    with pytest.raises(config_lib.ConfigError, match=(
+        r"training.batch_size=256 is larger than the 200 training examples: use "
+        r"training.batch_size <= 200 \(a multiple of the 4 devices\), or raise "
+        r"dataset.num_train_examples")):
+      splits.steps_per_epoch(train, splits.batching(256, None, None), cache=cache)
+  with pytest.raises(config_lib.ConfigError, match=(
+      r"batch_size=8 is larger than the 3 training examples: raise dataset.num_train")):
+    splits.steps_per_epoch(splits.Part("train[0:3]", 3, 3, 3), splits.batching(8, None, None),
+                           cache=True)
   # 100 test examples in eval batches of 24: 5 steps.
   assert splits.eval_steps(splits.Part("test", 100, 100, 100), 24) == 5
 

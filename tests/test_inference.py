@@ -265,3 +265,31 @@ def test_evaluate_mc_writes_the_comparison_and_figures(tmp_path, capsys):
   result = inference.evaluate_mc(plain, _init(plain, images), images, labels, num_samples=8,
                                  rng=0)
   assert "allow_deterministic" in result["note"] and "accuracy" in result["single"]
+
+
+def test_check_writable_makes_the_folder_and_fails_with_one_line(tmp_path, monkeypatch):
+  from jaxcnn import run
+  out = tmp_path / "w" / "mc_dropout"
+  inference.check_writable(str(out))
+  assert out.is_dir() and not list(out.iterdir())  # the scratch file is gone
+  in_the_way = tmp_path / "file"
+  in_the_way.write_text("x")
+  with pytest.raises(inference.OutputNotWritableError) as e:
+    inference.check_writable(str(in_the_way))
+  assert f"{in_the_way} is not writable (a file is in the way)" in str(e.value)
+  assert "\n" not in str(e.value) and isinstance(e.value, run.user_errors())
+
+  def refuse(*args, **kwargs):
+    raise PermissionError(13, "Permission denied")
+  monkeypatch.setattr(inference.tempfile, "TemporaryFile", refuse)
+  with pytest.raises(inference.OutputNotWritableError, match=r"not writable \(Permission denied\)"):
+    inference.check_writable(str(out))
+
+
+def test_report_checks_the_output_before_reading_data(tmp_path, monkeypatch):
+  from jaxcnn import data as data_lib
+  monkeypatch.setattr(inference.state, "load_for_inference", lambda workdir: (None, None, None))
+  monkeypatch.setattr(data_lib, "create", lambda *a, **k: pytest.fail("data read first"))
+  (tmp_path / "mc_dropout").write_text("x")
+  with pytest.raises(inference.OutputNotWritableError, match="mc_dropout is not writable"):
+    inference.report(None, str(tmp_path))

@@ -6,8 +6,10 @@
 
 :func:`create` runs the steps in order, each in its own module:
 
-1. ``sources``: :func:`prepare` the TFDS dataset (online, or offline from the
-   Fashion-MNIST mirror); ``digits`` is the offline sklearn digits builder.
+1. ``sources``: :func:`prepare` the TFDS dataset (online through
+   ``download``, or offline from the Fashion-MNIST ``mirror``); ``digits`` is
+   the offline sklearn digits builder. ``errors`` holds the data errors a
+   user can fix, each one line saying what to do.
 2. ``splits``: the batch sizes per process and device, and which examples
    make the train, validation and test parts of this process.
 3. ``reader`` + ``statistics``: the training part's normalization
@@ -27,8 +29,10 @@ from jaxcnn.data import augment
 from jaxcnn.data import reader as reader_lib
 from jaxcnn.data import splits
 from jaxcnn.data import statistics
+from jaxcnn.data.errors import (BrokenDataError, ChecksumError, DatasetNotFoundError,
+                                MirrorFileError, PreparedDataError, UnknownDatasetError)
 from jaxcnn.data.pipeline import Batch, Data, DataInfo
-from jaxcnn.data.sources import ChecksumError, DatasetNotFoundError, prepare
+from jaxcnn.data.sources import prepare
 from jaxcnn.data.splits import SPLITS
 
 
@@ -47,8 +51,9 @@ def _hide_gpus_from_tf() -> None:
 
 _hide_gpus_from_tf()
 
-__all__ = ["SPLITS", "Batch", "ChecksumError", "Data", "DataInfo",
-           "DatasetNotFoundError", "create", "prepare"]
+__all__ = ["SPLITS", "Batch", "BrokenDataError", "ChecksumError", "Data", "DataInfo",
+           "DatasetNotFoundError", "MirrorFileError", "PreparedDataError",
+           "UnknownDatasetError", "create", "prepare"]
 
 
 def create(dataset_config, *, global_batch_size: int, seed: int,
@@ -69,10 +74,14 @@ def create(dataset_config, *, global_batch_size: int, seed: int,
 
   Raises:
     ConfigError: an unknown normalization, a batch size not divisible by the
-      device count (with the nearest ones that are), a bad augmentation.
-    ValueError: a validation split that leaves nothing to train on, varying
-      image sizes without ``image_size``, fewer examples than one batch.
+      device count (with the nearest ones that are), a bad augmentation, a
+      validation split that leaves nothing to train on, varying image sizes
+      without ``image_size``, fewer examples than one batch (with the
+      largest batch that fits).
+    UnknownDatasetError: a ConfigError: ``name`` is no TFDS dataset.
     DatasetNotFoundError: the dataset cannot be found or downloaded.
+    MirrorFileError, ChecksumError: a broken mirror file, by name.
+    PreparedDataError: a corrupt prepared file (also later, while reading).
   """
   cfg = dataset_config
   if cfg.normalization not in config_lib.NORMALIZATIONS:

@@ -135,7 +135,9 @@ class Data:
 
   def _finished(self, ds: tf.data.Dataset) -> Iterator[Batch]:
     """Normalized, sharded numpy batches of a dataset of (images, labels) batches."""
-    return _numpy_batches(ds.map(self._finish, num_parallel_calls=AUTOTUNE).prefetch(2))
+    # Guarded: streamed batches read the prepared files as they go.
+    return self._reader.guarded(
+        _numpy_batches(ds.map(self._finish, num_parallel_calls=AUTOTUNE).prefetch(2)))
 
   # --- training ---------------------------------------------------------------
 
@@ -307,7 +309,7 @@ class Data:
     extra = steps - (-(-part.count // b))  # this process may have fewer batches
     if extra > 0:
       ds = ds.concatenate(self._empty_batches(extra))
-    return _numpy_batches(ds.prefetch(2))
+    return self._reader.guarded(_numpy_batches(ds.prefetch(2)))
 
   def _padded_finish(self, images, labels) -> dict[str, tf.Tensor]:
     """A normalized eval batch, padded to the full batch with a mask."""

@@ -3,17 +3,23 @@
 ``image_size`` resizes bilinearly as Keras' ``image_dataset_from_directory``
 does, once per example before caching; the result is rounded to uint8 (at
 most half a grey level from Keras' float result) so the cache stays small.
+
+A prepared file that TF finds corrupt while reading (a record's CRC, a
+truncated file) is :class:`PreparedDataError`, naming the folder to delete.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+import re
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from jaxcnn import config as config_lib
 from jaxcnn.data import splits
+from jaxcnn.data.errors import PreparedDataError
 
 AUTOTUNE = tf.data.AUTOTUNE
 CHUNK = 2048  # images per chunk when loading or computing statistics
@@ -46,16 +52,23 @@ def image_size(builder: tfds.core.DatasetBuilder, requested: Any,
     name: the dataset's name, for the message.
 
   Raises:
-    ValueError: the images vary in size and no size was requested.
+    ConfigError: the images vary in size and no size was requested.
   """
   native = tuple(builder.info.features[supervised_keys(builder)[0]].shape)
   if requested:
     return tuple(int(s) for s in requested)
   if None in native[:2]:
-    raise ValueError(
+    raise config_lib.ConfigError(
         f"Dataset '{name}' has images of varying size {native}; set "
         "dataset.image_size = (height, width) to resize them.")
   return native[:2]
+
+
+def _tf_reason(error: tf.errors.OpError) -> str:
+  """TF's message without the op's wrapping: 'corrupted record at 626'."""
+  text = (error.message.strip().splitlines() or [""])[0]
+  text = re.sub(r"\{\{.*?\}\}", "", text)
+  return re.sub(r"\s*\[Op:.*$", "", text).strip() or type(error).__name__
 
 
 class Reader:
@@ -75,6 +88,21 @@ class Reader:
     native = tuple(builder.info.features[self._image_key].shape)
     self._resize = None if tuple(size) == native[:2] else tuple(size)
     self._loaded: dict[str, tuple[tf.Tensor, tf.Tensor]] = {}
+
+  def guarded(self, items: Iterable[Any]) -> Iterator[Any]:
+    """Iterates ``items`` (read from the prepared files), corrupt files one clear error.
+
+    Raises:
+      PreparedDataError: TF found a prepared file corrupt or truncated.
+    """
+    try:
+      yield from items
+    except tf.errors.DataLossError as e:
+      folder = self._builder.data_dir
+      raise PreparedDataError(
+          f"The prepared dataset in {folder} is corrupt ({_tf_reason(e)}): delete {folder} "
+          "and run again; it is then prepared anew (from the mirror or TFDS's "
+          "download).") from e
 
   def encoded(self, name: str) -> tf.data.Dataset:
     """(encoded image, int32 label) of part ``name``."""
@@ -103,7 +131,7 @@ class Reader:
     """The decoded uint8 images and labels of part ``name``, loaded once."""
     if name not in self._loaded:
       images, labels = [], []
-      for x, y in self.decoded(name).batch(CHUNK).prefetch(2):
+      for x, y in self.guarded(self.decoded(name).batch(CHUNK).prefetch(2)):
         images.append(x.numpy())
         labels.append(y.numpy())
       self._loaded[name] = (tf.constant(np.concatenate(images)),
@@ -117,5 +145,5 @@ class Reader:
       for i in range(0, len(images), CHUNK):
         yield images[i:i + CHUNK]
     else:
-      for x, _ in self.decoded(name).batch(CHUNK).prefetch(2):
+      for x, _ in self.guarded(self.decoded(name).batch(CHUNK).prefetch(2)):
         yield x.numpy()

@@ -4,58 +4,45 @@
 
 1. the dataset already prepared in ``data_dir``;
 2. for ``fashion_mnist`` only, the offline mirror of the four original IDX
-   ``.gz`` files (the Debian package ``dataset-fashion-mnist``), read by a
-   builder that subclasses TFDS's own ``FashionMNIST`` (same name, version,
-   features and splits), so that afterwards plain
-   ``tfds.load('fashion_mnist', data_dir=...)`` works with no network;
-3. TFDS's normal ``download_and_prepare``.
+   ``.gz`` files (the Debian package ``dataset-fashion-mnist``; see
+   ``jaxcnn.data.mirror``), verified before anything is written;
+3. TFDS's normal ``download_and_prepare`` (``jaxcnn.data.download``: with
+   no network it is tried once, without TFDS's minutes of retries).
 
 ``sklearn_digits`` (``jaxcnn.data.digits``, registered on import) prepares
 offline from scikit-learn's own copy.
 
-When all fail, :class:`DatasetNotFoundError` lists every place searched and
-how to get the data. A mirror file whose decompressed bytes do not match the
-published sha256 raises :class:`ChecksumError` before any example is written.
+Every failure is one line that says what to do: an unknown name names the
+closest registered one (:class:`UnknownDatasetError`); a bad mirror file is
+named (:class:`MirrorFileError`, :class:`ChecksumError`); when all sources
+fail, :class:`DatasetNotFoundError` lists every place searched and how to
+get the data.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
+import difflib
 import os
-import tempfile
 
 import tensorflow_datasets as tfds
-from tensorflow_datasets.image_classification import mnist as tfds_mnist
+from tensorflow_datasets.core import registered as tfds_registered
 
 from jaxcnn.data import digits  # noqa: F401  (registers the sklearn_digits builder)
+from jaxcnn.data import download as download_lib
+from jaxcnn.data import mirror
+from jaxcnn.data.errors import (ChecksumError, DatasetNotFoundError, MirrorFileError,
+                                UnknownDatasetError)
+from jaxcnn.data.mirror import (DEFAULT_MIRROR_DIR, FASHION_MNIST_SHA256, MIRROR_ENV,
+                                FashionMNISTMirror, mirror_dirs)
 
-DEFAULT_MIRROR_DIR = "/usr/share/datasets/fashion-mnist"
-MIRROR_ENV = "JAXCNN_MIRROR_DIR"
-
-# sha256 of the decompressed IDX files (the gz bytes differ between mirrors:
-# TFDS's copies keep the file name in the gzip header, Debian's do not).
-FASHION_MNIST_SHA256 = {
-    "train-images-idx3-ubyte.gz":
-        "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-    "train-labels-idx1-ubyte.gz":
-        "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-    "t10k-images-idx3-ubyte.gz":
-        "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-    "t10k-labels-idx1-ubyte.gz":
-        "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-}
+__all__ = ["DEFAULT_MIRROR_DIR", "FASHION_MNIST_SHA256", "MIRROR_ENV", "MIRRORED",
+           "ChecksumError", "DatasetNotFoundError", "FashionMNISTMirror",
+           "MirrorFileError", "UnknownDatasetError", "default_data_dir", "mirror_dirs",
+           "prepare"]
 
 # Datasets with an offline mirror reader.
 MIRRORED = ("fashion_mnist",)
-
-
-class DatasetNotFoundError(FileNotFoundError):
-  """No prepared copy, no mirror and no download; the message says where."""
-
-
-class ChecksumError(ValueError):
-  """A mirror file whose contents are not the published dataset."""
+CATALOG = "https://www.tensorflow.org/datasets/catalog/overview"
 
 
 def default_data_dir() -> str:
@@ -64,115 +51,79 @@ def default_data_dir() -> str:
       "~/tensorflow_datasets")
 
 
-def mirror_dirs(mirror_dir: str = "") -> list[str]:
-  """The mirror folders to try, in order.
+def _base_name(name: str) -> str:
+  """``'fashion_mnist'`` of ``'fashion_mnist/config:1.0.0'``."""
+  return name.split(":")[0].split("/")[0]
 
-  Args:
-    mirror_dir: an explicit folder; when given, it is the only one tried (a
-      wrong explicit path is reported, not silently replaced).
+
+def _unknown_name(name: str) -> UnknownDatasetError:
+  """The error for a name TFDS does not know, naming the closest one it does."""
+  # No community datasets: listing those needs the network.
+  known = tfds.list_builders(with_community_datasets=False)
+  close = difflib.get_close_matches(_base_name(name), known, n=1, cutoff=0.6)
+  hint = (f"Did you mean {close[0]!r}?" if close else
+          "No registered name is close.")
+  return UnknownDatasetError(
+      f"Unknown dataset {name!r} (dataset.name). {hint} The names are those of "
+      f"tfds.list_builders() ({CATALOG}).")
+
+
+def _builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
+  """``tfds.builder``, its errors about the name as one line each.
+
+  Raises:
+    UnknownDatasetError: an unknown name, version or builder config.
+  """
+  try:
+    return tfds.builder(name, data_dir=data_dir)
+  except tfds_registered.DatasetNotFoundError:
+    raise _unknown_name(name) from None  # TFDS's message lists every dataset
+  except (AssertionError, ValueError) as e:
+    # A known name with an unknown version or config: TFDS says which exist,
+    # after a prefix of builder arguments ('...builder_kwargs "{...}": ').
+    reason = str(e).strip().splitlines()[0].rsplit('": ', 1)[-1]
+    raise UnknownDatasetError(f"dataset.name={name!r}: {reason}") from e
+
+
+def _try_mirrors(name: str, data_dir: str, mirror_dir: str,
+                 searched: list[str]) -> tfds.core.DatasetBuilder | None:
+  """Prepares ``name`` from the first mirror folder with all its files.
 
   Returns:
-    ``[mirror_dir]``, or else ``[$JAXCNN_MIRROR_DIR (if set),
-    /usr/share/datasets/fashion-mnist]``.
+    The prepared builder, or None (``searched`` then says why).
+
+  Raises:
+    MirrorFileError, ChecksumError: a mirror file that is there but broken:
+      reported, never silently skipped for the next source.
   """
-  if mirror_dir:
-    return [mirror_dir]
-  dirs = (os.environ.get(MIRROR_ENV, ""), DEFAULT_MIRROR_DIR)
-  return list(dict.fromkeys(d for d in dirs if d))  # ordered, no repeats
+  for folder in mirror_dirs(mirror_dir):
+    if not os.path.isdir(folder):
+      searched.append(f"mirror: {folder} (no such folder)")
+      continue
+    missing = mirror.missing_files(folder)
+    if missing:
+      searched.append(f"mirror: {folder} (missing {', '.join(missing)})")
+      continue
+    mirror.prepare_from_mirror(data_dir, folder)
+    builder = tfds.builder(name, data_dir=data_dir)
+    if builder.is_prepared():
+      return builder
+    searched.append(f"mirror: {folder} (gives version "
+                    f"{FashionMNISTMirror.VERSION}, not the one asked)")
+    return None
+  return None
 
 
-def _decompress_verified(src: str, dst: str, sha256: str) -> None:
-  """Decompresses ``src`` to ``dst``, raising ChecksumError on a mismatch."""
-  digest = hashlib.sha256()
-  tmp = dst + ".partial"
-  with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
-    while chunk := fin.read(1 << 20):
-      digest.update(chunk)
-      fout.write(chunk)
-  if digest.hexdigest() != sha256:
-    os.remove(tmp)
-    raise ChecksumError(
-        f"Checksum mismatch for {src}: the decompressed bytes have sha256 "
-        f"{digest.hexdigest()}, expected {sha256}. The file is corrupt or is "
-        "not Fashion-MNIST; reinstall it (apt-get install --reinstall "
-        "dataset-fashion-mnist). Nothing was written to the data dir.")
-  os.replace(tmp, dst)
-
-
-class FashionMNISTMirror(tfds_mnist.FashionMNIST, skip_registration=True):
-  """TFDS's Fashion-MNIST builder reading the four IDX files from a folder.
-
-  Same name, version, features and splits as ``tfds.builder('fashion_mnist')``,
-  so what it prepares is read back by plain ``tfds.load``. Not registered:
-  ``tfds.builder('fashion_mnist')`` still gives TFDS's own downloader.
-  """
-
-  name = "fashion_mnist"
-
-  @tfds.core.utils.classproperty
-  @classmethod
-  def code_path(cls):
-    # TFDS's own builder file: metadata lookups (checksums, configs) then find
-    # TFDS's files, not ours (an editable install of jaxcnn can otherwise
-    # break importlib.resources there).
-    return tfds_mnist.FashionMNIST.code_path
-
-  def __init__(self, *, mirror_dir: str, **kwargs):
-    self.mirror_dir = mirror_dir
-    super().__init__(**kwargs)
-
-  def _split_generators(self, dl_manager):
-    # Every file is checked before any example is generated, so a bad mirror
-    # fails before TFDS writes anything (its incomplete dir is then removed).
-    out_dir = os.path.join(os.fspath(dl_manager.download_dir), "fashion_mnist_mirror")
-    os.makedirs(out_dir, exist_ok=True)
-    paths = {}
-    for fname, sha in FASHION_MNIST_SHA256.items():
-      dst = os.path.join(out_dir, fname[:-len(".gz")])
-      _decompress_verified(os.path.join(self.mirror_dir, fname), dst, sha)
-      paths[fname] = dst
-    return [
-        tfds.core.SplitGenerator(
-            name=tfds.Split.TRAIN,
-            gen_kwargs=dict(num_examples=60_000,
-                            data_path=paths["train-images-idx3-ubyte.gz"],
-                            label_path=paths["train-labels-idx1-ubyte.gz"])),
-        tfds.core.SplitGenerator(
-            name=tfds.Split.TEST,
-            gen_kwargs=dict(num_examples=10_000,
-                            data_path=paths["t10k-images-idx3-ubyte.gz"],
-                            label_path=paths["t10k-labels-idx1-ubyte.gz"])),
-    ]
-
-
-def _missing_files(folder: str) -> list[str]:
-  return [f for f in FASHION_MNIST_SHA256
-          if not os.path.isfile(os.path.join(folder, f))]
-
-
-def _prepare_from_mirror(data_dir: str, folder: str) -> None:
-  builder = FashionMNISTMirror(mirror_dir=folder, data_dir=data_dir)
-  # The decompressed IDX files only live for the preparation.
-  with tempfile.TemporaryDirectory(prefix="jaxcnn_fmnist_") as scratch:
-    builder.download_and_prepare(
-        download_dir=scratch,
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
-
-
-def _how_to_get(name: str) -> str:
-  lines = [
-      "How to get it:",
-      f"  - on a machine with internet: `tfds build {name} --data_dir=DIR` (or "
-      f"any tfds.load('{name}')), then copy DIR/{name} into the data dir above;",
-  ]
-  if name in MIRRORED:
-    lines += [
-        "  - offline: `apt-get install dataset-fashion-mnist` (IDX files in "
-        f"{DEFAULT_MIRROR_DIR}),",
-        f"    or put the four IDX .gz files in a folder and set {MIRROR_ENV} "
-        "(or dataset.mirror_dir) to it.",
-    ]
-  return "\n".join(lines)
+def _how_to_get(name: str, data_dir: str) -> str:
+  """One sentence: the ways to get ``name``."""
+  online = (f"with internet, run again (TFDS downloads it), or run `tfds build {name} "
+            f"--data_dir=DIR` on a machine with internet and copy DIR/{name} into "
+            f"{data_dir}")
+  if name not in MIRRORED:
+    return f"To get it: {online}."
+  return (f"To get it offline: `apt-get install dataset-fashion-mnist` (the IDX files "
+          f"go to {DEFAULT_MIRROR_DIR}), or set {MIRROR_ENV} (or dataset.mirror_dir) "
+          f"to a folder with the four IDX .gz files; {online}.")
 
 
 def prepare(name: str, *, data_dir: str = "", mirror_dir: str = "",
@@ -185,51 +136,37 @@ def prepare(name: str, *, data_dir: str = "", mirror_dir: str = "",
     data_dir: TFDS data dir; '' means $TFDS_DATA_DIR or ~/tensorflow_datasets.
     mirror_dir: folder with Fashion-MNIST's four IDX .gz files; '' means
       $JAXCNN_MIRROR_DIR, then /usr/share/datasets/fashion-mnist.
-    download: whether to try TFDS's download as the last resort (off makes
-      an offline miss fail at once instead of after TFDS's retries).
+    download: whether to try TFDS's download as the last resort.
 
   Returns:
     A builder whose ``as_dataset`` works with no network.
 
   Raises:
-    DatasetNotFoundError: no prepared copy, no usable mirror, no download;
-      the message lists every place searched and how to get the data.
+    UnknownDatasetError: a name (or version) TFDS does not know; the closest
+      registered name is given.
+    MirrorFileError: a truncated or non-gzip mirror file, by name.
     ChecksumError: a mirror file whose contents are not Fashion-MNIST.
+    DatasetNotFoundError: no prepared copy, no usable mirror, no download;
+      the one-line message lists every place searched and how to get the
+      data.
   """
   data_dir = data_dir or default_data_dir()
-  builder = tfds.builder(name, data_dir=data_dir)
+  builder = _builder(name, data_dir)
   if builder.is_prepared():
     return builder
   searched = [f"prepared dataset: {builder.data_path} (not there)"]
-
-  base_name = name.split(":")[0].split("/")[0]
+  base_name = _base_name(name)
   if base_name in MIRRORED:
-    for folder in mirror_dirs(mirror_dir):
-      if not os.path.isdir(folder):
-        searched.append(f"mirror: {folder} (no such folder)")
-        continue
-      missing = _missing_files(folder)
-      if missing:
-        searched.append(f"mirror: {folder} (missing {', '.join(missing)})")
-        continue
-      _prepare_from_mirror(data_dir, folder)
-      builder = tfds.builder(name, data_dir=data_dir)
-      if builder.is_prepared():
-        return builder
-      searched.append(f"mirror: {folder} (gives version "
-                      f"{FashionMNISTMirror.VERSION}, not the one asked)")
-      break
-
-  if download:
-    try:
-      builder.download_and_prepare()
-      return builder
-    except Exception as e:  # pylint: disable=broad-except
-      # Any download failure (DNS, HTTP, checksum) ends in the same advice.
-      searched.append(f"TFDS download: failed with {type(e).__name__}: {e}")
-  else:
+    prepared = _try_mirrors(name, data_dir, mirror_dir, searched)
+    if prepared is not None:
+      return prepared
+  if not download:
     searched.append("TFDS download: not tried (download=False)")
+  else:
+    failure = download_lib.try_download(builder)
+    if failure is None:
+      return builder
+    searched.append(failure)
   raise DatasetNotFoundError(
-      f"Dataset '{name}' is not available. Searched:\n  - "
-      + "\n  - ".join(searched) + "\n" + _how_to_get(base_name))
-
+      f"Dataset '{name}' is not available. Searched: " + "; ".join(searched)
+      + ". " + _how_to_get(base_name, data_dir))

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 import jax
 import tensorflow_datasets as tfds
 
+from jaxcnn import config as config_lib
 from jaxcnn import parallel
 
 SPLITS = ("train", "validation", "test")
@@ -78,7 +79,7 @@ def validation_count(value: float | int, n: int) -> int:
   if isinstance(value, float) and 0 < value < 1:
     return int(round(value * n))
   if value < 0 or float(value) != int(value):
-    raise ValueError(
+    raise config_lib.ConfigError(
         f"dataset.validation_split must be a fraction in (0, 1), a count of "
         f"examples or 0; got {value!r}.")
   return int(value)
@@ -89,11 +90,24 @@ def sliced(split: str, start: int, stop: int | None, total: int) -> str:
   if start == 0 and (stop is None or stop >= total):
     return split
   if "[" in split:
-    raise ValueError(
+    raise config_lib.ConfigError(
         f"Split '{split}' already has a slice; num_train_examples, "
         "num_test_examples and validation_split need a plain split name "
         "such as 'train'.")
   return f"{split}[{start}:{'' if stop is None else stop}]"
+
+
+def _no_training_left(cfg, n_used: int, total: int) -> config_lib.ConfigError:
+  """The error for a validation part that takes every example, saying what fits."""
+  source = (f"dataset.num_train_examples={cfg.num_train_examples}"
+            if 0 < cfg.num_train_examples < total else f"split '{cfg.train_split}'")
+  tenth = max(1, round(n_used / 10))
+  value = cfg.validation_split  # a count is a float in the config: 5000.0
+  shown = int(value) if float(value).is_integer() else value
+  return config_lib.ConfigError(
+      f"dataset.validation_split={shown!r} leaves no training "
+      f"examples out of {n_used} ({source}): use a count below {n_used} or a "
+      f"fraction such as 0.1 ({tenth} examples), or raise dataset.num_train_examples.")
 
 
 def _global_parts(cfg, count: Callable[[Any], int]) -> dict[str, tuple[str, int]]:
@@ -102,9 +116,7 @@ def _global_parts(cfg, count: Callable[[Any], int]) -> dict[str, tuple[str, int]
   n_used = min(cfg.num_train_examples, total) if cfg.num_train_examples > 0 else total
   n_val = validation_count(cfg.validation_split, n_used)
   if n_val >= n_used:
-    raise ValueError(
-        f"dataset.validation_split={cfg.validation_split!r} leaves no "
-        f"training examples out of {n_used}.")
+    raise _no_training_left(cfg, n_used, total)
   n_fit = n_used - n_val
   total_test = count(cfg.test_split)
   n_test = (min(cfg.num_test_examples, total_test)
@@ -128,7 +140,7 @@ def plan(cfg, count: Callable[[Any], int]) -> dict[str, Part]:
     examples has ``split`` None and zero counts.
 
   Raises:
-    ValueError: a validation split that leaves nothing to train on, or a
+    ConfigError: a validation split that leaves nothing to train on, or a
       slice asked of a split that already has one.
   """
   parts = {}
@@ -158,24 +170,37 @@ def steps_per_epoch(train: Part, batches: Batching, cache: bool) -> int:
   """Whole training batches per epoch (the remainder is dropped).
 
   Raises:
-    ValueError: fewer examples than one batch.
+    ConfigError: fewer examples than one batch; says the largest batch that fits.
   """
   steps = (train.count // batches.global_size if cache
            else train.count // batches.process_size)
   if steps < 1:
-    raise ValueError(
-        f"The training part has {train.count} examples per "
-        f"process, fewer than one batch of {batches.process_size}; lower "
-        "training.batch_size or raise dataset.num_train_examples.")
+    raise _batch_too_large(train, batches, cache)
   return steps
+
+
+def _batch_too_large(train: Part, batches: Batching, cache: bool) -> config_lib.ConfigError:
+  """The error for a training batch larger than the data, with the largest that fits."""
+  procs = jax.process_count()
+  num_devices = batches.num_local_devices * procs
+  # With the cache every process holds all examples; without, its own share.
+  per_process = not cache and procs > 1
+  per_device = train.count // (batches.num_local_devices if per_process else num_devices)
+  held = f"{train.count} training examples" + (" per process" if per_process else "")
+  devices = f" (a multiple of the {num_devices} devices)" if num_devices > 1 else ""
+  use = (f"use training.batch_size <= {per_device * num_devices}{devices}, or "
+         if per_device else "")
+  return config_lib.ConfigError(
+      f"training.batch_size={batches.global_size} is larger than the {held}: {use}"
+      "raise dataset.num_train_examples (or lower dataset.validation_split).")
 
 
 def eval_part(parts: Mapping[str, Part], split: str) -> Part:
   """The part ``split`` names, if it has data.
 
   Raises:
-    ValueError: an unknown split, or one with no data (no validation split
-      configured).
+    ValueError: an unknown split.
+    ConfigError: a split with no data (no validation split configured).
   """
   if split not in SPLITS:
     raise ValueError(f"Unknown split {split!r}; valid: {', '.join(SPLITS)}.")
@@ -184,7 +209,7 @@ def eval_part(parts: Mapping[str, Part], split: str) -> Part:
     hint = (" Set dataset.validation_split (a fraction such as 0.1, or a "
             "count) to carve one from the end of the training data."
             if split == "validation" else "")
-    raise ValueError(f"There is no {split} data.{hint}")
+    raise config_lib.ConfigError(f"There is no {split} data.{hint}")
   return part
 
 
