@@ -11,6 +11,18 @@ os.environ["XLA_FLAGS"] = (
 ).strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# XLA:CPU sizes its thread pools (program launches, Eigen ops) by the CPU
+# count, at least one thread per device: 4 threads on a 2-core machine. A
+# 4-device step with an all-reduce can then wedge them: launches of the next
+# program hold every thread while waiting for the previous one, 3 of 4
+# devices wait in the rendezvous, and XLA aborts the process after 40 s
+# ("Termination timeout for `all reduce RendezvousKey...`"; seen in most runs
+# of tests/test_train.py on 2 cores, jaxlib 0.10.2). XLA reads $NPROC as the
+# CPU count: 8 (twice the devices) gives the pools room. Never lowered, and
+# an NPROC already set is kept.
+if len(os.sched_getaffinity(0)) < 8:
+  os.environ.setdefault("NPROC", "8")
+
 import jax  # noqa: E402  (must come after XLA_FLAGS)
 
 # Tests build the same few models many times: a persistent compilation cache
@@ -29,6 +41,13 @@ FASHION_MNIST_MIRROR = os.environ.get(
     "JAXCNN_MIRROR_DIR", "/usr/share/datasets/fashion-mnist")
 
 
+def pytest_configure(config):
+  config.addinivalue_line(
+      "markers", "real_data: needs the real Fashion-MNIST mirror "
+      "($JAXCNN_MIRROR_DIR or /usr/share/datasets/fashion-mnist); skips "
+      "without it (its [mock] twin always runs)")
+
+
 def pytest_report_header(config):
   return f"jax {jax.__version__}, devices: {jax.device_count()} x {jax.devices()[0].platform}"
 
@@ -39,10 +58,10 @@ def fashion_mnist_data_dir(tmp_path_factory):
 
   Skips (with the reason) when the offline mirror is absent.
   """
-  from jaxcnn import datasets
+  from jaxcnn import data as data_lib
   if not os.path.isdir(FASHION_MNIST_MIRROR):
     pytest.skip(f"Fashion-MNIST mirror not found at {FASHION_MNIST_MIRROR} "
                 "(apt-get install dataset-fashion-mnist)")
   data_dir = str(tmp_path_factory.mktemp("tfds"))
-  datasets.prepare("fashion_mnist", data_dir=data_dir, mirror_dir=FASHION_MNIST_MIRROR)
+  data_lib.prepare("fashion_mnist", data_dir=data_dir, mirror_dir=FASHION_MNIST_MIRROR)
   return data_dir
