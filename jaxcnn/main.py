@@ -114,7 +114,10 @@ flags.DEFINE_integer("process_id", -1, "Multi-host: this process's index.")
 flags.DEFINE_bool("distributed", False,
                   "Multi-host with JAX's cluster detection (TPU pods, SLURM, "
                   "Open MPI) when no coordinator is given.")
-flags.mark_flags_as_required(["config", "workdir"])
+# --config and --workdir are required, checked by parse_flags rather than by
+# absl's mark_flags_as_required: that validator lives on the global FLAGS, so a
+# process that imports this module (a test, a notebook) would have it fire on
+# every other absl command line it parses (jaxcnn.ladder's).
 
 
 def main(argv):
@@ -166,6 +169,11 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
       _exit(str(cause))
     print(f"error: {e}\nPass --helpfull for the flags.", file=sys.stderr)
     sys.exit(2)
+  missing = [f"--{name}" for name in ("config", "workdir") if FLAGS[name].value is None]
+  if missing:
+    _exit(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required: "
+          "python -m jaxcnn.main --config=experiments/<name>.py --workdir=DIR "
+          "(--helpfull lists the flags).")
   _check_workdir(FLAGS.workdir)
   _lock_open_sections(FLAGS.config, True)  # The overrides are in.
   try:

@@ -160,3 +160,30 @@ def test_an_empty_workdir_is_refused(workdir, what):
                         "--config.schedule.s=20"], workdir=workdir)
   assert message == (f"--workdir is {what}: is its shell variable unset? Pass the "
                      "run's folder, e.g. --workdir=workdirs/fashion_mnist_cnn.")
+
+
+# --- the required flags -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("args,message", [
+    ((f"--config={CNN}",), "--workdir is required: python -m jaxcnn.main "
+     "--config=experiments/<name>.py --workdir=DIR (--helpfull lists the flags)."),
+    ((), "--config and --workdir are required: python -m jaxcnn.main "
+     "--config=experiments/<name>.py --workdir=DIR (--helpfull lists the flags)."),
+])
+def test_missing_required_flags_say_the_command(args, message):
+  assert _one_error(args, workdir=None) == message
+
+
+def test_importing_main_leaves_other_absl_command_lines_alone():
+  """A process that imported jaxcnn.main (a notebook, a test) parses other flags."""
+  code = textwrap.dedent("""
+      import jaxcnn.main
+      from jaxcnn import ladder
+      ladder.parse_flags(["ladder", "--config_file=mlp_activations", "--out=/tmp/o"])
+      print(ladder.FLAGS.config_file)
+  """)
+  result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.strip() == "mlp_activations"
