@@ -107,13 +107,12 @@ def build(config: ml_collections.ConfigDict, workdir: str) -> Setup:
 
   Raises:
     config_lib.ConfigError: the config cannot run (before anything compiles).
-    OSError: the workdir cannot be written.
+    workdir_lib.WriteError: the workdir cannot be made or written.
   """
   config_lib.validate(config)
   parallel.check_device_count()
   parallel.check_global_batch(config.training.batch_size)
   workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
   workdir_lib.check_writable(workdir)
   data = data_lib.create(config.dataset,
                          global_batch_size=config.training.batch_size,

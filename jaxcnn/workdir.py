@@ -50,15 +50,20 @@ class WorkdirInUseError(config_lib.ConfigError):
 class WriteError(OSError):
   """A workdir file could not be written; the message says what to do."""
 
+  def __str__(self) -> str:
+    return self.strerror or super().__str__()  # The message, without "[Errno N]".
+
 
 def check_writable(workdir: str) -> None:
-  """Fails early, before any training, on a read-only or full workdir.
+  """Creates ``workdir`` if needed; fails early on a read-only or full one.
 
   Raises:
-    WriteError: a 4 KiB probe file could not be written.
+    WriteError: the folder could not be made, or a 4 KiB probe file could
+      not be written in it.
   """
   probe = os.path.join(workdir, f".write-test-{os.getpid()}")
   try:
+    os.makedirs(workdir, exist_ok=True)
     with open(probe, "w") as f:
       f.write("x" * 4096)
     os.remove(probe)

@@ -245,3 +245,20 @@ def test_a_failed_checkpoint_save_stops_the_run_at_the_next_save(
   assert len(history["loss"]) == 3  # Epoch 3 ran; its save found epoch 2's failure.
   assert not os.path.exists(os.path.join(workdir, "results.json"))
   assert not glob.glob(os.path.join(workdir, "*.tmp"))
+
+
+def test_a_workdir_that_cannot_be_made_or_written_is_one_line_from_the_cli(tmp_path):
+  """A workdir under a file, or a read-only one: one error line, exit 1, no training."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a folder")
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  result = subprocess.run(
+      [sys.executable, "-m", "jaxcnn.main", "--config=experiments/mnist_cnn.py",
+       f"--workdir={blocker}/run"], cwd=repo, capture_output=True, text=True, timeout=120)
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  assert result.returncode == 1, result.stderr[-2000:]
+  assert errors == [f"error: Workdir {blocker}/run is not writable (Not a directory); "
+                    "choose another --workdir or free space there."]
+  assert "Traceback" not in result.stderr
