@@ -22,6 +22,7 @@ from jaxcnn.visualize.history import HISTORY_FILE
 from jaxcnn.visualize.history import load_history
 from jaxcnn.visualize.history import plot_histories
 from jaxcnn.visualize.history import plot_history
+from jaxcnn.visualize.history import smooth_curve
 from jaxcnn.visualize.patterns import FilterPatterns
 from jaxcnn.visualize.patterns import deprocess_image
 from jaxcnn.visualize.patterns import filter_patterns
@@ -56,5 +57,6 @@ __all__ = [
     "plot_reliability_diagram",
     "plot_smoothing",
     "plot_workdir",
+    "smooth_curve",
     "tile_feature_maps",
 ]
