@@ -141,7 +141,7 @@ def plot_history(history: HistoryLike, *, style: str = "twin", show_lr: bool = F
       accuracy and loss side by side, training as dots, validation as a line).
     show_lr: add a panel with the learning rate per epoch (log scale), when
       the history has 'lr'.
-    smooth: draw every metric smoothed by :func:`smooth_curve` with this
+    smooth: draw every metric but 'lr' smoothed by :func:`smooth_curve` with this
       factor (lecture 003 uses 0.8); None or 0 draws the raw values.
     title: figure title; the final test accuracy is appended when the history
       has one.
