@@ -2,7 +2,8 @@ r"""Lecture 003, cats vs dogs: the small CNN with augmentation and dropout.
 
 The data and network of ``cats_vs_dogs_small.py`` plus Dropout(0.5) after
 Flatten and the lecture's ``ImageDataGenerator`` augmentation (rotations up
-to 40 degrees, shifts and zooms of 20 %, shear 0.2, horizontal flips,
+to 40 degrees, shifts and zooms of 20 %, shear 0.2 radians -- about 11.5
+degrees, as jaxcnn's shear_range reads degrees --, horizontal flips,
 'nearest' fill) on the training images only; 100 epochs of 100 steps.
 
 Launch:

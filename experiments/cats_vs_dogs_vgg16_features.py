@@ -3,8 +3,14 @@ r"""Lecture 003, cats vs dogs: VGG16 feature extraction ("transferencia total").
 VGG16's ImageNet base (Keras' ``..._notop.h5``, loaded by name) is frozen and
 run once over the 4,000 images (4x4x512 = 8,192 features each at 150x150);
 only Dense(256)-Dropout(0.5)-Dense(1) trains, RMSProp 2e-5, 30 epochs of
-batches of 20. Images are fed as Keras' ``preprocess_input`` expects (the
-``preprocess`` layer: RGB->BGR, ImageNet mean subtracted).
+batches of 20.
+
+Inputs, a config choice: ``model.preprocess=True`` (the default here) feeds
+the base Keras' caffe ``preprocess_input`` of ``x * 255`` (RGB->BGR, ImageNet
+mean subtracted), the input its ImageNet weights were trained on;
+``--config.model.preprocess=False`` feeds it the pipeline's ``x / 255`` as it
+is, which is what the lecture does (``ImageDataGenerator(rescale=1./255)``
+straight into ``conv_base``).
 
 The weights file is given by the user (nothing is downloaded):
   wget https://storage.googleapis.com/tensorflow/keras-applications/vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5
@@ -29,7 +35,7 @@ def get_config(arg: str = ""):
   weights = ARG.parse(arg).free or experiment_bases.KERAS_VGG16_NOTOP
   config = experiment_bases.cats_vs_dogs()
   config.model.name = "vgg16_transfer"
-  config.model.preprocess = True  # x * 255 -> Keras' caffe preprocess_input
+  config.model.preprocess = True  # caffe preprocess_input; False: the lecture's x/255
   config.model.dropout_rate = 0.5
   config.transfer.source = os.path.expanduser(weights)
   config.transfer.feature_extraction = True

@@ -6,6 +6,14 @@ block5_conv1..block5_conv3 (blocks 1-4 stay frozen:
 ``freeze_before(model, 'block5_conv1')``) and trains with the same
 augmentation at RMSProp 1e-5 for 100 epochs.
 
+Inputs, a config choice: ``model.preprocess=True`` (the default here) feeds
+the base Keras' caffe ``preprocess_input`` of ``x * 255`` (RGB->BGR, ImageNet
+mean subtracted), the input its ImageNet weights were trained on;
+``--config.model.preprocess=False`` feeds it the pipeline's ``x / 255`` as it
+is, which is what the lecture does (``ImageDataGenerator(rescale=1./255)``
+straight into ``conv_base``). Keep the choice of the run this one starts
+from: its head was trained on those inputs.
+
 Launch (after the frozen-base run; the argument is its workdir):
   python -m jaxcnn.main --config=experiments/cats_vs_dogs_vgg16_finetune.py:workdirs/cats_vs_dogs_vgg16_frozen_augment \
       --workdir=workdirs/cats_vs_dogs_vgg16_finetune
@@ -27,7 +35,7 @@ SOURCE = "workdirs/cats_vs_dogs_vgg16_frozen_augment"
 def get_config(arg: str = ""):
   config = experiment_bases.cats_vs_dogs(augment=True)
   config.model.name = "vgg16_transfer"
-  config.model.preprocess = True
+  config.model.preprocess = True  # caffe preprocess_input; False: the lecture's x/255
   config.transfer.source = ARG.parse(arg).free or SOURCE
   config.regularization.freeze = freeze_before(config.model, "block5_conv1")
   config.optimizer.name = "rmsprop"

@@ -19,8 +19,9 @@ One rung alone:
   python -m jaxcnn.main --config=experiments/regularization_ladder.py:l2 --workdir=workdirs/reg_l2
 
 The overfitting regime on Fashion-MNIST (800 train / 200 validation images,
-8 epochs; RESULTS.md ran five rungs of it):
-  python -m jaxcnn.ladder --config_file=experiments/regularization_ladder.py --options=overfit --members=normalization,l2,dropout,dropout_maxnorm_maxpool,dropout_maxnorm_strides --out=workdirs/ladders/regularization_fashion_mnist_overfit
+8 epochs; RESULTS.md ran all eleven rungs of it):
+  python -m jaxcnn.ladder --config_file=experiments/regularization_ladder.py --options=overfit --out=workdirs/ladders/regularization_fashion_mnist_overfit
+Some rungs only: add e.g. --members=normalization,l2,dropout.
 
 Config string: ``<member>[,cifar10][,overfit][,quick]`` (words in any order;
 no member is ``normalization``).

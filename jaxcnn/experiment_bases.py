@@ -8,15 +8,21 @@ module they could not import. Each file parses its config string with a
 
 from __future__ import annotations
 
+import math
+
 import ml_collections
 
 from jaxcnn import config as config_lib
 
+# Lecture 003's shear_range=0.2 is in radians: the Keras of its code (before
+# 2.1.3, keras-team/keras#8868) read shear that way. jaxcnn, like Keras since,
+# reads degrees, so the preset states the same angle in degrees.
+LECTURE_003_SHEAR_RADIANS = 0.2
 # Lecture 003's ImageDataGenerator settings for cats vs dogs.
 CATS_VS_DOGS_AUGMENTATION = {
     "rotation_range": 40, "width_shift_range": 0.2, "height_shift_range": 0.2,
-    "shear_range": 0.2, "zoom_range": 0.2, "horizontal_flip": True,
-    "fill_mode": "nearest"}
+    "shear_range": math.degrees(LECTURE_003_SHEAR_RADIANS),  # about 11.5 degrees
+    "zoom_range": 0.2, "horizontal_flip": True, "fill_mode": "nearest"}
 # Where keras.applications.VGG16(include_top=False) caches its ImageNet weights.
 KERAS_VGG16_NOTOP = "~/.keras/models/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 

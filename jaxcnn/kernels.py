@@ -5,7 +5,8 @@ the 2-D Gaussian (the outer product of the 1-D one) and finds vertical edges
 with a Sobel-like gradient (the Gaussian convolved with ``[[-1, 1]]``).
 Lecture 003 lists GIMP's sharpen, emboss, blur, edge enhance and edge detect.
 Lecture 000 shows why a filter detects a pattern: a curve filter scores 6600 on
-the rat's back and 0 on its head.
+the rat's back and 0 on its head. Lecture 003's "Intuición de una convolución"
+slides a Sobel kernel over a letter A drawn in 0.6: -1.2, -0.6, 0.6, 1.2, -1.2.
 
 :func:`convolve` is a true convolution (flipped kernel) with the output size
 and boundary handling of ``scipy.ndimage.convolve``, so every result here
@@ -261,3 +262,39 @@ def pattern_detection_example() -> PatternDetection:
       back_products=detection_products(CURVE_FILTER, RAT_BACK_PATCH),
       head_products=detection_products(CURVE_FILTER, RAT_HEAD_PATCH),
       back_score=back_score, head_score=head_score)
+
+
+# Lecture 003, "Intuición de una convolución": the vertical-edge Sobel kernel
+# slid over a letter A drawn in 0.6 on a 4x4 grid (blank cells are 0).
+SOBEL_KERNEL = np.array([[1, 0, -1],
+                         [2, 0, -2],
+                         [1, 0, -1]], np.float32)
+SOBEL_IMAGE = np.array([[0, 0.6, 0.6, 0],
+                        [0.6, 0, 0, 0.6],
+                        [0.6, 0.6, 0.6, 0.6],
+                        [0.6, 0, 0, 0.6]], np.float32)
+# The lecture's figure, in the order the kernel visits positions: the first
+# output row, then the first value of the second.
+SOBEL_LECTURE_OUTPUTS = (-1.2, -0.6, 0.6, 1.2, -1.2)
+
+
+class SobelExample(NamedTuple):
+  """Lecture 003's worked convolution: a Sobel kernel slid over a small image."""
+  kernel: np.ndarray   # 3x3 Sobel, [[1, 0, -1], [2, 0, -2], [1, 0, -1]]
+  image: np.ndarray    # 4x4 letter A in 0.6
+  output: np.ndarray   # 4x4: one value per pixel (zero-padded borders)
+  shown: np.ndarray    # the lecture's five values, in visiting order
+
+
+def sobel_example() -> SobelExample:
+  """Reproduces lecture 003's Sobel example: -1.2, -0.6, 0.6, 1.2, then -1.2.
+
+  The kernel is slid unflipped (:func:`correlate_valid`, what a conv layer
+  computes) with stride 1. The figure's output rows are as wide as the 4x4
+  image, so its borders are filled with zeros (Keras' ``padding='same'``, the
+  lecture's "llenar de ceros"); without padding the output would be
+  ``(n - m + 1) x (n - m + 1)`` = 2x2.
+  """
+  output = correlate_valid(np.pad(SOBEL_IMAGE, 1), SOBEL_KERNEL)
+  shown = output.reshape(-1)[:len(SOBEL_LECTURE_OUTPUTS)]
+  return SobelExample(kernel=SOBEL_KERNEL, image=SOBEL_IMAGE, output=output, shown=shown)

@@ -20,6 +20,7 @@ import pytest  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
 from jaxcnn import checkpoint as checkpoint_lib  # noqa: E402
+from jaxcnn import config as config_lib  # noqa: E402
 from jaxcnn import data as data_lib  # noqa: E402
 from jaxcnn import models  # noqa: E402
 from jaxcnn import train  # noqa: E402
@@ -72,6 +73,42 @@ def test_configs_cut_the_lecture_split_from_the_one_train_split():
         "train", 3000, 1000, "train[3000:4000]")
     assert tuple(d.image_size) == (150, 150)
   assert experiment("cats_vs_dogs_augment").dataset.augmentation.rotation_range == 40
+
+
+VGG_CONFIGS = ("cats_vs_dogs_vgg16_features", "cats_vs_dogs_vgg16_frozen_augment",
+               "cats_vs_dogs_vgg16_finetune")
+
+
+@pytest.mark.parametrize("preprocess", [True, False], ids=["caffe", "lecture"])
+def test_vgg16_configs_offer_caffe_or_the_lectures_inputs(preprocess):
+  # The pipeline hands the model x / 255 ('rescale'); what reaches block1_conv1
+  # is caffe preprocess_input(x / 255 * 255) or, as in the lecture, x / 255 itself.
+  x = np.random.default_rng(0).uniform(0, 1, size=(2, 32, 32, 3)).astype(np.float32)
+  for name in VGG_CONFIGS:
+    config = experiment(name)
+    assert config.dataset.normalization == "rescale"
+    assert config.model.preprocess is True, name  # the default stays caffe
+    assert "preprocess=False" in config_doc(name) and "rescale=1./255" in config_doc(name)
+    config.model.preprocess = preprocess
+    config_lib.validate(config)
+    # Frozen layers are named, so the choice does not move what is frozen.
+    assert "block1_conv1" in config.regularization.freeze
+  model = models.create(config.model, num_classes=1)
+  assert (model.layer_names[0] == "preprocess_input") == preprocess
+  conv1 = model.layer_names.index("block1_conv1")
+  variables = model.init(jax.random.PRNGKey(0), x)
+  out = model.apply(variables, x, stop=conv1 + 1)
+  seen = models.preprocess_input(x * 255.0) if preprocess else x
+  kernel = variables["params"]["block1_conv1"]
+  want = jax.nn.relu(jax.lax.conv_general_dilated(
+      seen, kernel["kernel"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      precision=jax.lax.Precision.HIGHEST) + kernel["bias"])
+  np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-3)
+
+
+def config_doc(name):
+  with open(os.path.join(EXPERIMENTS, f"{name}.py")) as f:
+    return f.read().split('"""')[1]
 
 
 def test_split_arithmetic_on_real_data(tmp_path):

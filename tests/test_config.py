@@ -713,3 +713,12 @@ def test_options_mean_what_they_say():
   features = _experiment("transfer_digits_features")
   assert features.get_config("").transfer.feature_extraction
   assert not features.get_config("augment").transfer.feature_extraction
+
+
+def test_regularization_ladder_says_how_many_overfit_rungs_results_md_ran():
+  ladder = _experiment("regularization_ladder")
+  results = (REPO / "RESULTS.md").read_text()
+  section = results.split("### The same ladder in the overfitting regime")[1].split("\n- ")[0]
+  rows = [line for line in section.splitlines() if line.startswith("| ")][2:]  # less header
+  assert [row.split(" | ")[0].strip("| ") for row in rows] == list(ladder.MEMBERS)
+  assert "RESULTS.md ran all eleven rungs" in ladder.__doc__ and len(ladder.MEMBERS) == 11

@@ -1,6 +1,7 @@
 """Augmentation: geometry, fill modes, seeds, tf.data, and Keras' own results."""
 
 import os
+import warnings
 
 import ml_collections
 import numpy as np
@@ -94,6 +95,28 @@ def test_sub_degree_shear_warns_about_radians():
   # Keras 2.1.3 (keras-team/keras#8868); it is 0.2 degrees now.
   with pytest.warns(UserWarning, match="11.5 degrees"):
     augment.build({"shear_range": 0.2})
+
+
+
+def test_lecture_preset_states_its_shear_in_degrees_and_does_not_warn():
+  # jaxcnn's own preset must not trip jaxcnn's own radians warning: it says
+  # the lecture's 0.2 radians in degrees.
+  from jaxcnn import config as config_lib  # pylint: disable=g-import-not-at-top
+  from jaxcnn import experiment_bases  # pylint: disable=g-import-not-at-top
+  preset = experiment_bases.CATS_VS_DOGS_AUGMENTATION
+  assert preset["shear_range"] == pytest.approx(0.2 * 180 / np.pi)  # 11.459...
+  assert {k: v for k, v in preset.items() if k != "shear_range"} == LECTURE
+  # The other presets are unchanged.
+  assert experiment_bases.DIGITS_AUGMENTATION.get("shear_range", 0) == 0
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    augment.build(preset)
+    for name in ("cats_vs_dogs_augment", "cats_vs_dogs_vgg16_frozen_augment"):
+      config = config_lib.load(os.path.join(repo, "experiments", f"{name}.py"))
+      config_lib.validate(config)
+      parsed = augment.parse_config(config.dataset.augmentation)
+      assert parsed.shear_range == pytest.approx(preset["shear_range"]), name
 
 
 # ---------------------------------------------------------------- geometry

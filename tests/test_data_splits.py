@@ -3,6 +3,7 @@
 Four fake CPU devices, one process (conftest).
 """
 
+import pathlib
 import re
 
 import numpy as np
@@ -118,3 +119,16 @@ def test_statistics_modes():
       "standardize_pixel", lambda: iter([np.full((4, 2, 2, 1), 7, np.uint8)]),
       channels=1, tile=1)
   assert std.shape == (2, 2, 1) and (std == 1).all()
+
+
+def test_lecture004_validation_is_the_last_5000_as_results_md_says():
+  # RESULTS.md and experiments/mlp_regularization.py describe this split;
+  # the lecture itself holds out the first 5,000 instead.
+  from jaxcnn import experiment_bases  # pylint: disable=g-import-not-at-top
+  cfg = experiment_bases.lecture004_mlp("mlp", num_epochs=1).dataset
+  parts = splits.plan(cfg, _count)
+  assert parts["validation"].split.split == "train[55000:60000]"
+  assert parts["train"].split == "train[0:55000]"
+  results = (pathlib.Path(__file__).parents[1] / "RESULTS.md").read_text()
+  assert "the first 5,000\ntraining images for validation" not in results
+  assert "the last 5,000\ntraining images for validation" in results

@@ -142,3 +142,21 @@ def test_correlate_valid_is_what_a_conv_layer_computes():
   image, kernel = rng.normal(size=(10, 12)), rng.normal(size=(3, 4))
   np.testing.assert_allclose(kernels.correlate_valid(image, kernel),
                              signal.correlate2d(image, kernel, mode="valid"), atol=1e-5)
+
+
+def test_sobel_example_reproduces_lecture_003():
+  ex = kernels.sobel_example()
+  np.testing.assert_array_equal(ex.kernel, [[1, 0, -1], [2, 0, -2], [1, 0, -1]])
+  # The lecture's figure: -1,2  -0,6  0,6  1,2 on the first row, -1,2 below.
+  np.testing.assert_allclose(ex.shown, [-1.2, -0.6, 0.6, 1.2, -1.2], atol=1e-6)
+  # The image holds only 0 and the lecture's 0.6.
+  np.testing.assert_allclose(np.unique(ex.image), [0.0, 0.6])
+  # Independently: the sum of products over each zero-padded 3x3 window ...
+  padded = np.pad(ex.image.astype(np.float64), 1)
+  by_hand = np.array([[np.sum(padded[i:i + 3, j:j + 3] * ex.kernel) for j in range(4)]
+                      for i in range(4)])
+  np.testing.assert_allclose(ex.output, by_hand, atol=1e-6)
+  # ... which is SciPy's 'same' cross-correlation, not the flipped convolution.
+  np.testing.assert_allclose(ex.output, signal.correlate2d(ex.image, ex.kernel, "same"),
+                             atol=1e-6)
+  assert not np.allclose(ex.output, signal.convolve2d(ex.image, ex.kernel, "same"))

@@ -344,6 +344,37 @@ def test_history_plots_draw_each_series(tmp_path):
     vis.plot_history(HISTORY, style="pandas")
 
 
+
+def test_smooth_curve_is_lecture_003s_moving_average():
+  points = [0.5, 0.7, 0.6, 0.9, 0.8]
+  # The lecture's formula, written out: the first point, then 0.8 old + 0.2 new.
+  expected = [0.5]
+  for p in points[1:]:
+    expected.append(expected[-1] * 0.8 + p * 0.2)
+  np.testing.assert_allclose(vis.smooth_curve(points), expected, rtol=1e-12)
+  np.testing.assert_allclose(vis.smooth_curve(points)[:3],
+                             [0.5, 0.54, 0.54 * 0.8 + 0.6 * 0.2], rtol=1e-12)
+  assert vis.smooth_curve(points, 0.0) == points
+  # A missing epoch stays a gap and does not reset or poison the average.
+  gap = vis.smooth_curve([1.0, float("nan"), 2.0])
+  assert gap[0] == 1.0 and np.isnan(gap[1]) and gap[2] == pytest.approx(1.2)
+  with pytest.raises(ValueError, match=r"\[0, 1\)"):
+    vis.smooth_curve(points, 1.0)
+
+
+def test_history_plots_draw_smoothed_curves():
+  assert vis.smooth_curve(HISTORY["val_loss"]) != HISTORY["val_loss"]  # smoothing shows
+  fig = vis.plot_history(HISTORY, style="panels", smooth=0.8)
+  for ax, metric in zip(fig.axes, ("accuracy", "loss")):
+    np.testing.assert_allclose(ax.lines[1].get_ydata(),
+                               vis.smooth_curve(HISTORY[f"val_{metric}"], 0.8))
+  runs = vis.plot_histories({"a": HISTORY}, metrics=("accuracy", "lr"), smooth=0.8)
+  np.testing.assert_allclose(runs.axes[0].lines[0].get_ydata(),
+                             vis.smooth_curve(HISTORY["val_accuracy"], 0.8))
+  # The learning rate is a schedule, drawn as it is.
+  np.testing.assert_allclose(runs.axes[1].lines[0].get_ydata(), HISTORY["lr"])
+
+
 # ---------------------------------------------------------------- every figure as a PNG
 
 

@@ -1,4 +1,5 @@
-"""Plots of training runs, filters, feature maps, filter patterns, classic kernels, calibration.
+"""Plots of training runs, filters, feature maps, filter patterns, classic kernels, calibration,
+and lecture 004's activation functions and optimizer paths.
 
 Every ``plot_*`` function returns a matplotlib Figure drawn headless by Agg
 (no pyplot, no display needed) and saves it as a PNG of ``figsize * dpi``
@@ -22,6 +23,12 @@ from jaxcnn.visualize.history import HISTORY_FILE
 from jaxcnn.visualize.history import load_history
 from jaxcnn.visualize.history import plot_histories
 from jaxcnn.visualize.history import plot_history
+from jaxcnn.visualize.history import smooth_curve
+from jaxcnn.visualize.lectures import activation_curves
+from jaxcnn.visualize.lectures import optimizer_path
+from jaxcnn.visualize.lectures import optimizer_paths
+from jaxcnn.visualize.lectures import plot_activations
+from jaxcnn.visualize.lectures import plot_optimizer_paths
 from jaxcnn.visualize.patterns import FilterPatterns
 from jaxcnn.visualize.patterns import deprocess_image
 from jaxcnn.visualize.patterns import filter_patterns
@@ -35,6 +42,7 @@ from jaxcnn.visualize.workdir import plot_workdir
 __all__ = [
     "HISTORY_FILE",
     "FilterPatterns",
+    "activation_curves",
     "conv_kernel",
     "deprocess_image",
     "feature_maps",
@@ -43,7 +51,10 @@ __all__ = [
     "layer_outputs",
     "load_history",
     "normalize_feature_map",
+    "optimizer_path",
+    "optimizer_paths",
     "pattern_grid",
+    "plot_activations",
     "plot_certainty_examples",
     "plot_classic_kernels",
     "plot_feature_maps",
@@ -51,10 +62,12 @@ __all__ = [
     "plot_filtered",
     "plot_filters",
     "plot_histories",
+    "plot_optimizer_paths",
     "plot_history",
     "plot_pattern_detection",
     "plot_reliability_diagram",
     "plot_smoothing",
     "plot_workdir",
+    "smooth_curve",
     "tile_feature_maps",
 ]

@@ -83,6 +83,44 @@ def _series(history: Mapping[str, Any], key: str) -> list[float] | None:
   return values if isinstance(values, list) else None
 
 
+def smooth_curve(points: Sequence[float], factor: float = 0.8) -> list[float]:
+  """Lecture 003's smoothed curves: an exponential moving average.
+
+  The lecture smooths its fine-tuning curves with ``smooth_curve`` (Chollet's
+  ``smoothed_points``): the first point is kept, then each point is
+  ``previous * factor + point * (1 - factor)``.
+
+  Args:
+    points: per-epoch values.
+    factor: weight of the running average, in [0, 1); 0 returns the points.
+
+  Returns:
+    The smoothed values, as many as ``points``. A NaN (a missing epoch) stays
+    NaN and leaves the running average as it was, so one gap does not blank
+    the rest of the curve.
+  """
+  if not 0.0 <= factor < 1.0:
+    raise ValueError(f"smoothing factor must be in [0, 1), got {factor}")
+  smoothed, previous = [], None
+  for point in points:
+    point = float(point)
+    if math.isnan(point):
+      smoothed.append(point)
+      continue
+    previous = point if previous is None else previous * factor + point * (1.0 - factor)
+    smoothed.append(previous)
+  return smoothed
+
+
+def _smoothed(history: dict[str, Any], smooth: float | None) -> dict[str, Any]:
+  """The history with every per-epoch metric but 'lr' smoothed by ``smooth``."""
+  if not smooth:
+    return history
+  # The learning rate is a schedule, not a noisy measurement: left as it is.
+  return {k: smooth_curve(v, smooth) if isinstance(v, list) and k != "lr" else v
+          for k, v in history.items()}
+
+
 def _plot(ax, history: Mapping[str, Any], key: str, *args: Any, **kwargs: Any) -> list:
   """Plots the per-epoch series ``key`` against epochs 1..N; nothing if absent."""
   values = _series(history, key)
@@ -92,8 +130,8 @@ def _plot(ax, history: Mapping[str, Any], key: str, *args: Any, **kwargs: Any) -
 
 
 def plot_history(history: HistoryLike, *, style: str = "twin", show_lr: bool = False,
-                 title: str | None = None, path: PathLike | None = None,
-                 dpi: int = 100) -> Figure:
+                 smooth: float | None = None, title: str | None = None,
+                 path: PathLike | None = None, dpi: int = 100) -> Figure:
   """Accuracy and loss of one run, train vs validation.
 
   Args:
@@ -103,6 +141,8 @@ def plot_history(history: HistoryLike, *, style: str = "twin", show_lr: bool = F
       accuracy and loss side by side, training as dots, validation as a line).
     show_lr: add a panel with the learning rate per epoch (log scale), when
       the history has 'lr'.
+    smooth: draw every metric but 'lr' smoothed by :func:`smooth_curve` with this
+      factor (lecture 003 uses 0.8); None or 0 draws the raw values.
     title: figure title; the final test accuracy is appended when the history
       has one.
     path: where to save the PNG, if anywhere.
@@ -114,7 +154,7 @@ def plot_history(history: HistoryLike, *, style: str = "twin", show_lr: bool = F
   """
   if style not in _STYLES:
     raise ValueError(f"unknown style {style!r}; valid styles: {_STYLES}")
-  h = load_history(history)
+  h = _smoothed(load_history(history), smooth)
   with_lr = show_lr and _series(h, "lr") is not None
   width, height = (8.0, 5.0) if style == "twin" else (12.0, 4.5)
   n_main = 1 if style == "twin" else 2
@@ -159,8 +199,8 @@ def plot_history(history: HistoryLike, *, style: str = "twin", show_lr: bool = F
 
 def plot_histories(runs: Mapping[str, HistoryLike], *,
                    metrics: Sequence[str] = ("accuracy", "loss"),
-                   title: str | None = None, path: PathLike | None = None,
-                   dpi: int = 100) -> Figure:
+                   smooth: float | None = None, title: str | None = None,
+                   path: PathLike | None = None, dpi: int = 100) -> Figure:
   """Several runs overlaid, one panel per metric, to compare experiments.
 
   Each run has its own colour; validation is the solid line, training the
@@ -171,6 +211,8 @@ def plot_histories(runs: Mapping[str, HistoryLike], *,
     runs: run name -> anything :func:`load_history` takes (a dict, a workdir).
     metrics: base metric names ('accuracy', 'loss', 'lr'); each panel draws
       ``metric`` and ``val_metric`` where present.
+    smooth: draw every metric but 'lr' smoothed by :func:`smooth_curve` with
+      this factor (lecture 003 uses 0.8); None or 0 draws the raw values.
     title: figure title.
     path: where to save the PNG, if anywhere.
     dpi: pixels per inch; the PNG is (5 * len(metrics)) x 4.5 inches.
@@ -182,7 +224,8 @@ def plot_histories(runs: Mapping[str, HistoryLike], *,
     raise ValueError("runs is empty: give {'name': history_or_workdir, ...}")
   if not metrics:
     raise ValueError("metrics is empty: give e.g. ('accuracy', 'loss')")
-  histories = {name: load_history(source) for name, source in runs.items()}
+  histories = {name: _smoothed(load_history(source), smooth)
+               for name, source in runs.items()}
   available = sorted({k.removeprefix("val_") for h in histories.values() for k in h
                        if _series(h, k) is not None})
   for metric in metrics:
