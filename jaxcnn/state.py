@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxcnn import checkpoint as checkpoint_lib
+from jaxcnn import config as config_lib
 from jaxcnn import models
 from jaxcnn import optim
 
@@ -206,3 +207,31 @@ def for_evaluation(variables: Any) -> TrainState:
   return TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
                     batch_stats=variables.get("batch_stats", {}), opt_state=(),
                     rng=jax.random.PRNGKey(0), plateau=())
+
+
+def stack(states: list[TrainState]) -> TrainState:
+  """A population state: ``states`` stacked on a leading member axis.
+
+  Raises:
+    config.PopulationError: the members' states differ in structure or shapes (a varied
+      setting changed the parameters or the optimizer's slots).
+  """
+  first = jax.tree.structure(states[0])
+  shapes = [jax.tree.map(jnp.shape, s) for s in states]
+  for i, s in enumerate(states[1:], 1):
+    if jax.tree.structure(s) != first or shapes[i] != shapes[0]:
+      raise config_lib.PopulationError(
+          f"Population member {i}'s train state differs in structure or shapes "
+          "from member 0's: a varied setting changes the parameters or the "
+          "optimizer state (e.g. a momentum of 0 keeps no velocity).")
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+
+
+def member(state: TrainState, i: int) -> TrainState:
+  """Member ``i`` of a population state (the leading axis dropped)."""
+  return jax.tree.map(lambda x: x[i], state)
+
+
+def population_size(state: TrainState) -> int:
+  """The members of a population state (its step's leading axis); 0 for a single state."""
+  return int(jnp.shape(state.step)[0]) if jnp.ndim(state.step) else 0
