@@ -15,6 +15,7 @@ from jaxcnn import config as config_lib
 from jaxcnn import models
 from jaxcnn import optim
 from jaxcnn import parallel
+from jaxcnn import state as state_lib
 from jaxcnn import train
 
 
@@ -51,7 +52,7 @@ def test_pmap_on_4_devices_equals_one_device():
   train_model = models.create(config.model, num_classes=10, axis_name="batch")
   tx = optim.create({"name": "sgd", "learning_rate": 0.05, "momentum": 0.9},
                     {"name": "constant"}, steps_per_epoch=10, num_epochs=1)
-  state = train.create_train_state(config, model, tx, (28, 28, 1))
+  state = state_lib.create(config, model, tx, (28, 28, 1))
   rng = np.random.default_rng(0)
   batches = [{"image": rng.normal(size=(32, 28, 28, 1)).astype(np.float32),
               "label": rng.integers(0, 10, size=(32,)).astype(np.int32)}
@@ -82,8 +83,8 @@ def test_donated_step_equals_undonated_and_consumes_its_input():
   rng = np.random.default_rng(1)
   batch = {"image": rng.normal(size=(4, 8, 28, 28, 1)).astype(np.float32),
            "label": rng.integers(0, 10, size=(4, 8)).astype(np.int32)}
-  kept = train.create_train_state(config, model, tx, (28, 28, 1))
-  given = train.create_train_state(config, model, tx, (28, 28, 1))
+  kept = state_lib.create(config, model, tx, (28, 28, 1))
+  given = state_lib.create(config, model, tx, (28, 28, 1))
   plain = parallel.make_train_step(train_model, tx, donate_state=False)
   donating = parallel.make_train_step(train_model, tx)
   a, _ = plain(kept, batch)
@@ -190,7 +191,7 @@ def test_nan_loss_stops_with_step_and_last_checkpoint(fashion_mnist_data_dir, tm
 def test_load_for_inference_on_one_device(fashion_mnist_data_dir, tmp_path):
   config = tiny_config(fashion_mnist_data_dir, num_epochs=1)
   state, _ = train.train_and_evaluate(config, str(tmp_path))
-  model, variables, loaded_config = checkpoint_lib.load_for_inference(str(tmp_path))
+  model, variables, loaded_config = state_lib.load_for_inference(str(tmp_path))
   assert loaded_config.model.name == "cnn_small"
   assert_trees_close(variables["params"], state.params, rtol=0, atol=0)
   x = jnp.zeros((2, 28, 28, 1))
@@ -199,7 +200,7 @@ def test_load_for_inference_on_one_device(fashion_mnist_data_dir, tmp_path):
 
 def test_load_for_inference_errors(tmp_path):
   with pytest.raises(FileNotFoundError, match="config.json"):
-    checkpoint_lib.load_for_inference(str(tmp_path))
+    state_lib.load_for_inference(str(tmp_path))
 
 
 def test_flip_averaged_logits_average_the_probabilities():
@@ -215,7 +216,7 @@ def test_flip_averaged_logits_average_the_probabilities():
 def test_eval_step_with_test_time_flip_scores_mean_of_image_and_mirror():
   config = config_lib.defaults()
   model = models.create(config.model, num_classes=10)
-  state = train.create_train_state(
+  state = state_lib.create(
       config, model, optim.create({"name": "sgd"}, {"name": "constant"},
                                   steps_per_epoch=1, num_epochs=1), (28, 28, 1))
   rng = np.random.default_rng(3)
