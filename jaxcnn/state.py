@@ -146,9 +146,13 @@ def _read_source(path: str, model, variables) -> "models.pretrained.Source":
 def abstract(config: ml_collections.ConfigDict, meta: dict) -> tuple[Any, TrainState]:
   """The model and an abstract TrainState matching a checkpoint's ``meta``."""
   model = models.create(config.model, num_classes=meta["num_classes"])
+  shape = tuple(meta["image_shape"])
+  if config.get("training", {}).get("population", 1) > 1:
+    members = config_lib.member_configs(config)
+    return model, jax.eval_shape(lambda: stack([
+        create(m, model, optimizer(m, meta["steps_per_epoch"]), shape) for m in members]))
   tx = optimizer(config, meta["steps_per_epoch"])
-  target = jax.eval_shape(
-      lambda: create(config, model, tx, tuple(meta["image_shape"])))
+  target = jax.eval_shape(lambda: create(config, model, tx, shape))
   return model, target
 
 

@@ -39,7 +39,7 @@ def fashion_mnist_data_dir(tmp_path_factory):
 
   Skips (with the reason) when the offline mirror is absent.
   """
-  from jaxcnn import datasets
+  from jaxcnn import data as datasets
   if not os.path.isdir(FASHION_MNIST_MIRROR):
     pytest.skip(f"Fashion-MNIST mirror not found at {FASHION_MNIST_MIRROR} "
                 "(apt-get install dataset-fashion-mnist)")

@@ -27,7 +27,7 @@ from jaxcnn.data import augment
 from jaxcnn.data import reader as reader_lib
 from jaxcnn.data import splits
 from jaxcnn.data import statistics
-from jaxcnn.data.pipeline import Batch, Data, DataInfo
+from jaxcnn.data.pipeline import Batch, Data, DataInfo, PopulationData
 from jaxcnn.data.sources import ChecksumError, DatasetNotFoundError, prepare
 from jaxcnn.data.splits import SPLITS
 
@@ -47,7 +47,7 @@ def _hide_gpus_from_tf() -> None:
 
 _hide_gpus_from_tf()
 
-__all__ = ["SPLITS", "Batch", "ChecksumError", "Data", "DataInfo",
+__all__ = ["SPLITS", "Batch", "ChecksumError", "Data", "DataInfo", "PopulationData",
            "DatasetNotFoundError", "create", "prepare"]
 
 

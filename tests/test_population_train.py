@@ -1,0 +1,138 @@
+"""Populations through the real loop: members equal their single runs, resume, logs.
+
+Each test trains tiny CNNs on scikit-learn's digits (offline, every machine)
+with 4 fake CPU devices (tests/conftest.py).
+"""
+
+import json
+import os
+import signal
+
+import jax
+import numpy as np
+import pytest
+
+from jaxcnn import checkpoint as checkpoint_lib
+from jaxcnn import config as config_lib
+from jaxcnn import data as data_lib
+from jaxcnn import parallel
+from jaxcnn import state as state_lib
+from jaxcnn import train
+
+# A member and its single run compute the same float32 operations in two
+# compiled programs that XLA may fuse differently: after 16 steps they agree
+# to rounding error, not bit for bit.
+RTOL, ATOL = 1e-4, 1e-5
+
+
+@pytest.fixture(scope="module")
+def digits_dir(tmp_path_factory):
+  data_dir = str(tmp_path_factory.mktemp("tfds_digits"))
+  data_lib.prepare("sklearn_digits", data_dir=data_dir)
+  return data_dir
+
+
+def tiny_config(data_dir, population=3, vary=""):
+  """cnn_small_bn + dropout: BatchNorm statistics and dropout keys both count."""
+  c = config_lib.defaults()
+  c.dataset.name = "sklearn_digits"
+  c.dataset.data_dir = data_dir
+  c.dataset.num_train_examples = 160  # 128 train (8 steps of 16) + 32 validation
+  c.dataset.validation_split = 32
+  c.dataset.num_test_examples = 100
+  c.model.name = "cnn_small_bn"
+  c.model.dropout_rate = 0.3
+  c.optimizer.name = "adam"
+  c.optimizer.learning_rate = 3e-3
+  c.training.batch_size = 16
+  c.training.num_epochs = 2
+  c.training.progress_bar = False
+  c.training.population = population
+  c.population.vary = vary
+  return c
+
+
+def assert_trees_close(a, b):
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  for (path, x), y in zip(jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=RTOL, atol=ATOL,
+                               err_msg=jax.tree_util.keystr(path))
+
+
+@pytest.mark.parametrize("vary", ["", "optimizer.learning_rate=1e-3,3e-3,1e-2"],
+                         ids=["seeds", "learning_rates"])
+def test_each_member_ends_as_its_single_run(digits_dir, tmp_path, vary):
+  config = tiny_config(digits_dir, vary=vary)
+  state, history = train.train_and_evaluate(config, str(tmp_path / "population"))
+  assert state_lib.population_size(state) == 3
+  for i, member_config in enumerate(config_lib.member_configs(config)):
+    single, single_history = train.train_and_evaluate(member_config, str(tmp_path / f"m{i}"))
+    got = state_lib.member(state, i)
+    assert int(got.step) == int(single.step) == 16
+    assert_trees_close(got.params, single.params)
+    assert_trees_close(got.batch_stats, single.batch_stats)
+    assert_trees_close(got.opt_state, single.opt_state)
+    np.testing.assert_allclose(history["members"][i]["loss"], single_history["loss"],
+                               rtol=1e-4)
+    assert history["members"][i]["test_accuracy"] == pytest.approx(
+        single_history["test_accuracy"], abs=0.011)  # one of 100 examples
+
+
+def test_history_results_and_tensorboard_know_members(digits_dir, tmp_path, capsys):
+  config = tiny_config(digits_dir, population=2)
+  _, history = train.train_and_evaluate(config, str(tmp_path))
+  out = capsys.readouterr().out
+  assert "Population: 2 members" in out and "(mean ± std of 2 members" in out
+  saved = json.loads((tmp_path / "history.json").read_text())
+  assert len(saved["members"]) == 2 and len(saved["loss"]) == 2
+  losses = np.asarray([m["loss"] for m in saved["members"]])
+  np.testing.assert_allclose(saved["loss"], losses.mean(0), rtol=1e-6)
+  np.testing.assert_allclose(saved["loss_std"], losses.std(0, ddof=1), rtol=1e-6)
+  results = json.loads((tmp_path / "results.json").read_text())
+  accs = results["test_accuracy_members"]
+  assert results["population"] == 2 and results["seeds"] == [0, 1]
+  assert results["test_accuracy"] == pytest.approx(np.mean(accs))
+  assert results["test_accuracy_std"] == pytest.approx(np.std(accs, ddof=1))
+  assert history["test_accuracy"] == pytest.approx(np.mean(accs))
+  from tensorboard.backend.event_processing import event_accumulator
+  events = event_accumulator.EventAccumulator(str(tmp_path / "tensorboard"))
+  events.Reload()
+  tags = set(events.Tags()["tensors"]) | set(events.Tags()["scalars"])
+  assert {"epoch/loss", "epoch/loss/member_0", "epoch/loss/member_1",
+          "epoch/loss_std", "test/accuracy/member_1"} <= tags
+
+
+def test_sigterm_then_rerun_equals_uninterrupted(digits_dir, tmp_path, monkeypatch):
+  config = tiny_config(digits_dir, population=2)
+  full, full_history = train.train_and_evaluate(config, str(tmp_path / "full"))
+  make = parallel.make_population_step
+  calls = {"n": 0}
+
+  def make_with_sigterm(*args, **kwargs):
+    step = make(*args, **kwargs)
+
+    def wrapped(state, batch):
+      calls["n"] += 1
+      if calls["n"] == 11:  # Mid-epoch 2 (8 steps per epoch).
+        os.kill(os.getpid(), signal.SIGTERM)
+      return step(state, batch)
+    return wrapped
+
+  monkeypatch.setattr(parallel, "make_population_step", make_with_sigterm)
+  workdir = str(tmp_path / "interrupted")
+  with pytest.raises(train.Preempted):
+    train.train_and_evaluate(config, workdir)
+  steps = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints")).all_steps()
+  assert steps == [8, 11]
+  monkeypatch.setattr(parallel, "make_population_step", make)
+  resumed, resumed_history = train.train_and_evaluate(config, workdir)
+  assert_trees_close(resumed.params, full.params)
+  assert_trees_close(resumed.opt_state, full.opt_state)
+  np.testing.assert_allclose(resumed_history["loss"], full_history["loss"], rtol=1e-5)
+  for a, b in zip(resumed_history["members"], full_history["members"]):
+    np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)
+
+  config.training.population = 3
+  with pytest.raises(config_lib.PopulationError,
+                     match=r"population of 2 member.*this command asks for 3"):
+    train.train_and_evaluate(config, workdir)
