@@ -477,7 +477,8 @@ def evaluate_mc(model, variables, images, labels, *, num_samples: int, rng,
   return result
 
 
-def report(config, workdir: str, *, out_dir: str | None = None) -> dict[str, Any]:
+def report(config, workdir: str, *, out_dir: str | None = None,
+           member: int | None = None) -> dict[str, Any]:
   """``--mode=predict_mc``: the trained workdir's model on the test split.
 
   The model and weights are the workdir's latest checkpoint; everything else
@@ -490,7 +491,9 @@ def report(config, workdir: str, *, out_dir: str | None = None) -> dict[str, Any
       ``dataset`` (the test split), ``training.batch_size`` (reading it),
       ``inference.num_samples`` / ``batch_size``, and ``seed`` (the rng).
     workdir: a training workdir (``config.json``, ``checkpoints/``).
-    out_dir: where the files go; default ``<workdir>/mc_dropout``.
+    out_dir: where the files go; default ``<workdir>/mc_dropout``
+      (``<workdir>/mc_dropout/member_<i>`` for a population's member).
+    member: a population workdir's member (required there).
 
   Returns:
     :func:`evaluate_mc`'s result.
@@ -500,7 +503,10 @@ def report(config, workdir: str, *, out_dir: str | None = None) -> dict[str, Any
   """
   # Local: TensorFlow (tf.data) only when reporting.
   from jaxcnn import data as data_lib
-  model, variables, _ = state.load_for_inference(workdir)
+  model, variables, member_config = state.load_for_inference(workdir, member=member)
+  if member is not None:  # The member's seed: its own MC-dropout stream.
+    config = config.copy_and_resolve_references()
+    config.seed = member_config.seed
   data = data_lib.create(config.dataset, global_batch_size=config.training.batch_size,
                          seed=config.seed)
   images, labels = data.as_numpy("test")
@@ -510,4 +516,6 @@ def report(config, workdir: str, *, out_dir: str | None = None) -> dict[str, Any
                      num_samples=config.inference.num_samples, rng=rng,
                      batch_size=config.inference.batch_size,
                      class_names=data.info.class_names,
-                     out_dir=out_dir or os.path.join(workdir, "mc_dropout"))
+                     out_dir=out_dir or os.path.join(
+                         workdir, "mc_dropout", *([f"member_{member}"]
+                                                  if member is not None else [])))

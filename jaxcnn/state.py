@@ -168,19 +168,25 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
-def load_for_inference(workdir: str, step: int | None = None):
+def load_for_inference(workdir: str, step: int | None = None,
+                       member: int | None = None):
   """Loads a trained model for prediction on this machine's devices.
 
   Args:
     workdir: a training workdir (holds ``config.json`` and ``checkpoints/``).
     step: a checkpoint step; None takes the latest restorable one.
+    member: the member of a population workdir (``training.population > 1``)
+      to load; required there, and only 0 or None for a single run.
 
   Returns:
     ``(model, variables, config)``; ``variables`` holds ``params`` and, if the
-    model has BatchNorm, ``batch_stats``.
+    model has BatchNorm, ``batch_stats``. For a member, ``config`` is its
+    single-run config (``config.member_configs``).
 
   Raises:
     FileNotFoundError: the workdir has no config or no checkpoint.
+    config.PopulationError: a population workdir without a valid ``member``,
+      or a member of a single run other than 0.
   """
   config = read_config(workdir)
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
@@ -203,7 +209,29 @@ def load_for_inference(workdir: str, step: int | None = None):
       state = ckpt.restore(step, target)[0]
   finally:
     ckpt.close()
-  return model, state.variables, config
+  return (model, *_select_member(state, config, workdir, member))
+
+
+def _select_member(state: TrainState, config, workdir: str, member: int | None):
+  """``(variables, config)`` of a single run, or of a population's ``member``."""
+  n = population_size(state)
+  if not n:
+    if member not in (None, 0):
+      raise config_lib.PopulationError(
+          f"{workdir} holds a single run, not a population: drop --member={member} "
+          "(or pass 0).")
+    return state.variables, config
+  if member is None or not 0 <= member < n:
+    raise config_lib.PopulationError(
+        f"{workdir} holds a population of {n} members; choose one with "
+        f"--member=i, i from 0 to {n - 1}" + (f" (got {member})." if member is not None
+                                               else "."))
+  return stack_member_variables(state, member), config_lib.member_configs(config)[member]
+
+
+def stack_member_variables(state: TrainState, i: int) -> dict[str, Any]:
+  """Member ``i``'s ``variables`` from a population state."""
+  return member(state, i).variables
 
 
 def for_evaluation(variables: Any) -> TrainState:

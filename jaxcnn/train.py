@@ -812,15 +812,31 @@ def _summary_writer(workdir):
   return tensorboard.SummaryWriter(os.path.join(workdir, "tensorboard"))
 
 
-def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str,
+                     member: int | None = None) -> dict:
   """Evaluates the latest checkpoint of ``workdir`` on the test split.
 
   Args:
     config: the config to read the data with (``run.workdir_config``).
     workdir: a training workdir.
+    member: a population workdir's member; None evaluates every member
+      and reports their mean ± std (a single run's workdir: None or 0).
+
+  Returns:
+    ``{'loss', 'accuracy', 'count'}``; for a whole population also
+    ``loss_std``, ``accuracy_std`` and ``members`` (each member's).
   """
   config_lib.validate(config)
-  model, variables, _ = state_lib.load_for_inference(workdir)
+  if member is None and config.training.population > 1:
+    members = [evaluate_workdir(config, workdir, i) for i in range(config.training.population)]
+    result = {"count": members[0]["count"], "members": members}
+    for k in ("loss", "accuracy"):
+      result[k], result[f"{k}_std"] = _mean_std([m[k] for m in members])
+    print(f"Population of {len(members)}: test loss {result['loss']:.4f} ± "
+          f"{result['loss_std']:.4f}, accuracy {result['accuracy']:.4f} ± "
+          f"{result['accuracy_std']:.4f} (mean ± std).")
+    return result
+  model, variables, _ = state_lib.load_for_inference(workdir, member=member)
   data = data_lib.create(config.dataset,
                          global_batch_size=config.training.batch_size,
                          seed=config.seed)

@@ -136,3 +136,52 @@ def test_sigterm_then_rerun_equals_uninterrupted(digits_dir, tmp_path, monkeypat
   with pytest.raises(config_lib.PopulationError,
                      match=r"population of 2 member.*this command asks for 3"):
     train.train_and_evaluate(config, workdir)
+
+
+@pytest.fixture(scope="module")
+def population_workdir(digits_dir, tmp_path_factory):
+  """A finished 2-member population: (config, workdir)."""
+  config = tiny_config(digits_dir, population=2)
+  config.training.num_epochs = 1
+  workdir = str(tmp_path_factory.mktemp("population"))
+  train.train_and_evaluate(config, workdir)
+  return config, workdir
+
+
+def test_eval_mode_scores_every_member_or_the_one_named(population_workdir):
+  from jaxcnn import run as run_lib
+  config, workdir = population_workdir
+  results = json.loads(open(os.path.join(workdir, "results.json")).read())
+  everyone = run_lib.run(config, workdir, "eval")
+  assert [m["accuracy"] for m in everyone["members"]] == pytest.approx(
+      results["test_accuracy_members"])
+  assert everyone["accuracy"] == pytest.approx(results["test_accuracy"])
+  assert everyone["accuracy_std"] == pytest.approx(results["test_accuracy_std"])
+  one = run_lib.run(config, workdir, "eval", member=1)
+  assert one["accuracy"] == pytest.approx(results["test_accuracy_members"][1])
+  with pytest.raises(config_lib.PopulationError, match=r"population of 2 members.*0 to 1"):
+    run_lib.run(config, workdir, "predict_mc")
+  with pytest.raises(config_lib.PopulationError, match=r"\(got 2\)"):
+    run_lib.run(config, workdir, "eval", member=2)
+  with pytest.raises(config_lib.PopulationError, match="training trains every member"):
+    run_lib.run(config, workdir, "train", member=0)
+
+
+def test_member_variables_are_the_members_and_other_modes_write_per_member(
+    population_workdir):
+  from jaxcnn import inference
+  from jaxcnn import run as run_lib
+  from jaxcnn import visualize
+  config, workdir = population_workdir
+  _, v1, member_config = state_lib.load_for_inference(workdir, member=1)
+  assert member_config.seed == 1 and member_config.training.population == 1
+  _, v0, _ = state_lib.load_for_inference(workdir, member=0)
+  assert not np.allclose(v0["params"]["dense"]["kernel"], v1["params"]["dense"]["kernel"])
+  resolved = run_lib.workdir_config(workdir, config)
+  resolved.inference.num_samples = 3
+  inference.report(resolved, workdir, member=1)
+  assert os.listdir(os.path.join(workdir, "mc_dropout", "member_1"))
+  paths = visualize.plot_workdir(resolved, workdir, member=0, num_images=1,
+                                 num_patterns=2, pattern_steps=1, classic_kernels=False)
+  assert paths and all(os.sep + os.path.join("plots", "member_0") + os.sep in p
+                       for p in paths)
