@@ -53,9 +53,11 @@ VARIABLE_KEYS = (
     "training.label_smoothing", "model.dropout_rate", "schedule.*",
 )
 # The keys that can also vary under 'vmap' (one program for all members):
-# the seed, and the learning rate as a value in each member's optimizer
-# state (constant and plateau schedules, whose rate is not a function).
-VMAP_VARIABLE_KEYS = ("seed", "optimizer.learning_rate")
+# the seed, the learning rate as a value in each member's optimizer state
+# (constant and plateau schedules, whose rate is not a function), and the
+# global l1/l2 and label smoothing as per-member values fed to the step.
+VMAP_VARIABLE_KEYS = ("seed", "optimizer.learning_rate", "regularization.l1",
+                      "regularization.l2", "training.label_smoothing")
 
 
 def defaults() -> ml_collections.ConfigDict:

@@ -142,13 +142,18 @@ def batch_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh
 
 def cross_entropy(logits: jax.Array, labels: jax.Array,
                   label_smoothing: float = 0.0) -> jax.Array:
-  """Per-example loss: softmax CE, or sigmoid CE for a 1-unit binary model."""
+  """Per-example loss: softmax CE, or sigmoid CE for a 1-unit binary model.
+
+  ``label_smoothing`` may be traced (a population member's value); a Python
+  0 takes the integer-label path.
+  """
+  smooth = not (isinstance(label_smoothing, (int, float)) and label_smoothing == 0)
   if logits.shape[-1] == 1:
     targets = labels.astype(logits.dtype)
-    if label_smoothing:
+    if smooth:
       targets = targets * (1 - label_smoothing) + 0.5 * label_smoothing
     return optax.sigmoid_binary_cross_entropy(logits[..., 0], targets)
-  if label_smoothing:
+  if smooth:
     onehot = optax.smooth_labels(
         jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
     return optax.softmax_cross_entropy(logits, onehot)
@@ -217,6 +222,8 @@ def make_population_step(
     members: Sequence[Mapping[str, Any]],
     *,
     mode: str = "loop",
+    hparams: Mapping[str, Any] | None = None,
+    penalty_with: Callable[[Any, Mapping[str, jax.Array]], jax.Array] | None = None,
     pmap: bool = True,
     donate_state: bool = True,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
@@ -233,8 +240,14 @@ def make_population_step(
       ``label_smoothing``).
     mode: 'loop' unrolls one step per member (each with its own arguments)
       inside the compiled call; 'vmap' maps member 0's step over the member
-      axis, so members may differ only in values held in the state (seed,
-      the learning rate in the optimizer state: ``config.VMAP_VARIABLE_KEYS``).
+      axis, so members differ only in values: those held in the state
+      (seed, the learning rate in the optimizer state) and ``hparams``
+      (``config.VMAP_VARIABLE_KEYS``).
+    hparams: 'vmap' only: ``{name: f32[members]}`` mapped with the state;
+      ``label_smoothing`` replaces member 0's, and the whole dict reaches
+      ``penalty_with``.
+    penalty_with: 'vmap' only: ``(params, hparams) -> penalty``, replacing
+      member 0's ``penalty_fn`` (per-member l1/l2 as traced values).
     pmap: False runs on one device under jit (``--debug_nans``).
     donate_state: as in :func:`make_train_step`.
 
@@ -248,9 +261,20 @@ def make_population_step(
   if mode not in ("loop", "vmap"):
     raise ValueError(f"mode must be 'loop' or 'vmap', got {mode!r}.")
 
+  def one_of_many(state, batch, hp):
+    """Member 0's step with the member's traced hyperparameters."""
+    m = members[0]
+    penalty = ((lambda p: penalty_with(p, hp)) if penalty_with is not None
+               else m.get("penalty_fn", lambda params: 0.0))
+    return _per_device_step(
+        m["model"], m["tx"], penalty, m.get("project_fn", lambda params: params),
+        hp.get("label_smoothing", m.get("label_smoothing", 0.0)))(state, batch)
+
   def per_device_population(state, batch):
     if mode == "vmap":
-      return jax.vmap(steps[0])(state, batch)
+      if not hparams and penalty_with is None:
+        return jax.vmap(steps[0])(state, batch)
+      return jax.vmap(one_of_many)(state, batch, dict(hparams or {}))
     outs = [step(jax.tree.map(lambda x, i=i: x[i], state),
                  jax.tree.map(lambda x, i=i: x[i], batch))
             for i, step in enumerate(steps)]

@@ -98,6 +98,9 @@ class Setup:
     test_time_flip: score validation and test on image + mirror.
     members: a population's members (``training.population > 1``); empty
       for a single run. ``data`` is then a ``data.PopulationData``.
+    traced_rules: a 'vmap' population varying l1/l2: the rules with every
+      globally regularized path active, and those paths (their l1/l2 are
+      each member's, fed to the step; ``optim.regularizers.penalty_with``).
   """
   config: ml_collections.ConfigDict
   workdir: str
@@ -109,6 +112,7 @@ class Setup:
   rules: dict = dataclasses.field(default_factory=dict)
   test_time_flip: bool = False
   members: tuple[Member, ...] = ()
+  traced_rules: tuple[dict, frozenset] | None = None
 
 
 @dataclasses.dataclass
@@ -257,9 +261,24 @@ def _with_rules(setup: Setup, params: Any) -> Setup:
       m, train_model=models.freezing.train_model_for(m.train_model, params, patterns),
       rules=rules(m.config)) for m in setup.members)
   return dataclasses.replace(
-      setup, members=members,
+      setup, members=members, traced_rules=_traced_rules(setup, params),
       train_model=models.freezing.train_model_for(setup.train_model, params, patterns),
       rules=rules(setup.config))
+
+
+def _traced_rules(setup: Setup, params: Any) -> tuple[dict, frozenset] | None:
+  """``Setup.traced_rules`` for a population that varies l1/l2 under 'vmap'."""
+  config = setup.config
+  vary = config_lib.parse_vary(config.population.vary)
+  if not setup.members or not {"regularization.l1", "regularization.l2"} & set(vary):
+    return None
+  if config_lib.population_mode(config, jax.default_backend()) != "vmap":
+    return None
+  marked = config.regularization.to_dict()
+  marked.update(l1=1.0, l2=1.0)  # Every global path gets a rule: the member's values.
+  model_rules = models.param_rules(setup.model)
+  rules = optim.regularizers.build_rules(model_rules, params, marked)
+  return rules, frozenset(p for p in rules if p not in (model_rules or {}))
 
 
 def _print_start(setup: Setup, state: TrainState) -> None:
@@ -355,9 +374,23 @@ def _make_train_step(setup: Setup):
     return parallel.make_train_step(
         **_step_args(setup.config, setup.train_model, setup.tx, setup.rules), pmap=pmap)
   mode = config_lib.population_mode(setup.config, jax.default_backend())
-  return parallel.make_population_step(
-      [_step_args(m.config, m.train_model, m.tx, m.rules) for m in setup.members],
-      mode=mode, pmap=pmap)
+  members = [_step_args(m.config, m.train_model, m.tx, m.rules) for m in setup.members]
+  if mode == "loop":
+    return parallel.make_population_step(members, mode=mode, pmap=pmap)
+  vary = config_lib.parse_vary(setup.config.population.vary)
+  hparams, penalty_with = {}, None
+  if "training.label_smoothing" in vary:
+    hparams["label_smoothing"] = jnp.asarray(
+        [m.config.training.label_smoothing for m in setup.members], jnp.float32)
+  if setup.traced_rules is not None:
+    for k in ("l1", "l2"):
+      hparams[k] = jnp.asarray([m.config.regularization[k] for m in setup.members],
+                               jnp.float32)
+    rules, traced = setup.traced_rules
+    penalty_with = lambda p, hp: optim.regularizers.penalty_with(
+        p, rules, traced, hp["l1"], hp["l2"])
+  return parallel.make_population_step(members, mode=mode, hparams=hparams,
+                                       penalty_with=penalty_with, pmap=pmap)
 
 
 def _epoch(setup, state, progress, train_step, eval_step, writer, signals, ckpt):

@@ -65,9 +65,9 @@ def test_population_size_and_mode_are_checked():
 
 
 def test_vmap_mode_refuses_keys_only_a_loop_can_vary():
-  c = population_config(2, "regularization.l2=0,1e-4", mode="vmap")
+  c = population_config(2, "model.dropout_rate=0.1,0.2", mode="vmap")
   with pytest.raises(config_lib.PopulationError,
-                     match=r"'regularization.l2' can vary only with .*'loop'"):
+                     match=r"'model.dropout_rate' can vary only with .*'loop'"):
     config_lib.validate(c)
   c = population_config(2, "optimizer.learning_rate=1e-3,1e-2", mode="vmap")
   c.schedule.name = "exponential"
@@ -77,7 +77,7 @@ def test_vmap_mode_refuses_keys_only_a_loop_can_vary():
 
 def test_auto_mode_rule():
   seeds = config_lib.validate(population_config(2))
-  l2 = config_lib.validate(population_config(2, "regularization.l2=0,1e-4"))
+  l2 = config_lib.validate(population_config(2, "model.dropout_rate=0.1,0.2"))
   assert config_lib.population_mode(seeds, "cpu") == "loop"
   assert config_lib.population_mode(seeds, "gpu") == "vmap"
   assert config_lib.population_mode(l2, "tpu") == "loop"

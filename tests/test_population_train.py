@@ -21,8 +21,16 @@ from jaxcnn import train
 
 # A member and its single run compute the same float32 operations in two
 # compiled programs that XLA may fuse differently: after 16 steps they agree
-# to rounding error, not bit for bit.
+# to rounding error, not bit for bit. Under 'vmap' the members' convolutions
+# become one grouped convolution that sums in another order; Adam divides
+# by the root of the squared gradients, which turns rounding differences in
+# near-zero gradients into visible ones, and BatchNorm divides a nearly
+# constant channel by its tiny spread, so 'vmap' is held to a looser bound
+# (still far below the differences between members: the tests check those),
+# looser again for Adam's moments, which sum those gradients.
 RTOL, ATOL = 1e-4, 1e-5
+TOLERANCE = {"loop": (RTOL, ATOL), "vmap": (1e-3, 3e-4)}
+OPT_STATE_TOLERANCE = {"loop": (RTOL, ATOL), "vmap": (3e-2, 3e-3)}
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +40,7 @@ def digits_dir(tmp_path_factory):
   return data_dir
 
 
-def tiny_config(data_dir, population=3, vary=""):
+def tiny_config(data_dir, population=3, vary="", mode="auto"):
   """cnn_small_bn + dropout: BatchNorm statistics and dropout keys both count."""
   c = config_lib.defaults()
   c.dataset.name = "sklearn_digits"
@@ -49,33 +57,45 @@ def tiny_config(data_dir, population=3, vary=""):
   c.training.progress_bar = False
   c.training.population = population
   c.population.vary = vary
+  c.training.population_mode = mode
   return c
 
 
-def assert_trees_close(a, b):
+def assert_trees_close(a, b, rtol=RTOL, atol=ATOL):
   assert jax.tree.structure(a) == jax.tree.structure(b)
   for (path, x), y in zip(jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)):
-    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=RTOL, atol=ATOL,
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol,
                                err_msg=jax.tree_util.keystr(path))
 
 
-@pytest.mark.parametrize("vary", ["", "optimizer.learning_rate=1e-3,3e-3,1e-2"],
-                         ids=["seeds", "learning_rates"])
-def test_each_member_ends_as_its_single_run(digits_dir, tmp_path, vary):
-  config = tiny_config(digits_dir, vary=vary)
+@pytest.mark.parametrize("vary, mode", [
+    ("", "loop"),
+    ("optimizer.learning_rate=1e-3,3e-3,1e-2", "loop"),
+    ("optimizer.learning_rate=1e-3,3e-3,1e-2", "vmap"),
+    ("regularization.l2=0,1e-3,0;training.label_smoothing=0,0,0.1;"
+     "regularization.l1=0,0,1e-4", "vmap"),
+], ids=["seeds-loop", "learning_rates-loop", "learning_rates-vmap",
+        "l1_l2_label_smoothing-vmap"])
+def test_each_member_ends_as_its_single_run(digits_dir, tmp_path, vary, mode):
+  config = tiny_config(digits_dir, vary=vary, mode=mode)
   state, history = train.train_and_evaluate(config, str(tmp_path / "population"))
   assert state_lib.population_size(state) == 3
   for i, member_config in enumerate(config_lib.member_configs(config)):
     single, single_history = train.train_and_evaluate(member_config, str(tmp_path / f"m{i}"))
     got = state_lib.member(state, i)
+    rtol, atol = TOLERANCE[mode]
     assert int(got.step) == int(single.step) == 16
-    assert_trees_close(got.params, single.params)
-    assert_trees_close(got.batch_stats, single.batch_stats)
-    assert_trees_close(got.opt_state, single.opt_state)
+    assert_trees_close(got.params, single.params, rtol, atol)
+    assert_trees_close(got.batch_stats, single.batch_stats, rtol, atol)
+    assert_trees_close(got.opt_state, single.opt_state, *OPT_STATE_TOLERANCE[mode])
     np.testing.assert_allclose(history["members"][i]["loss"], single_history["loss"],
-                               rtol=1e-4)
+                               rtol=rtol)
     assert history["members"][i]["test_accuracy"] == pytest.approx(
         single_history["test_accuracy"], abs=0.011)  # one of 100 examples
+  # The members differ far more than the tolerance.
+  a, b = (state_lib.member(state, i).params for i in (0, 2))
+  assert max(float(np.abs(x - y).max())
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))) > 1e-2
 
 
 def test_history_results_and_tensorboard_know_members(digits_dir, tmp_path, capsys):
