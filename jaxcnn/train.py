@@ -313,7 +313,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     ``(state, history)``: the final TrainState and a Keras-like history dict
     of per-epoch lists (``loss``, ``accuracy``, ``val_loss``,
     ``val_accuracy``, ``lr``, ``epoch_time``, ``images_per_second``), plus
-    the final ``test_loss`` and ``test_accuracy`` floats.
+    the final ``test_loss`` and ``test_accuracy`` floats. For a population
+    (``training.population > 1``) the state has a leading member axis
+    (``state.member(state, i)``) and the history gives each metric as the
+    members' mean, ``<metric>_std`` and ``members`` (one such dict per
+    member, ``test_*`` included).
 
   Raises:
     config_lib.ConfigError: the config cannot run (before anything compiles).
@@ -329,6 +333,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 def fit(setup: Setup, state: TrainState, progress: Progress,
         ckpt: checkpoint_lib.Checkpointer) -> tuple[TrainState, dict[str, Any]]:
   """Trains from ``progress`` to ``training.num_epochs``, then tests.
+
+  A population (``setup.members``) trains every member in each step.
 
   Each epoch trains, validates (every ``eval_every_epochs``), steps the
   plateau schedule, logs and checkpoints; the test split is scored at the

@@ -205,3 +205,17 @@ def test_member_variables_are_the_members_and_other_modes_write_per_member(
                                  num_patterns=2, pattern_steps=1, classic_kernels=False)
   assert paths and all(os.sep + os.path.join("plots", "member_0") + os.sep in p
                        for p in paths)
+
+
+def test_a_diverging_population_stops_naming_every_members_loss(digits_dir, tmp_path):
+  config = tiny_config(digits_dir, population=2)
+  config.optimizer.name = "sgd"
+  config.population.vary = "optimizer.learning_rate=1e-2,1e30"
+  with pytest.raises(train.NonFiniteLossError,
+                     match=r"Non-finite loss at step \d+ .*loss=\[.*\].*learning rate=\["):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_progress_bar_shows_mean_and_spread():
+  assert train._spread(0.25, ".3f") == "0.250"
+  assert train._spread(np.array([0.2, 0.4]), ".3f") == "0.300±0.141"
