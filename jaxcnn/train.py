@@ -616,11 +616,13 @@ def _non_finite_error(e, state, epoch, ckpt) -> NonFiniteLossError:
   lr = _host(parallel.to_host(optim.learning_rate(state.opt_state)))
   last = ckpt.all_steps()
   ckpt.wait()
-  shown = lambda x: np.asarray(x).tolist()  # A population lists every member's.
+  # A population lists every member's values.
+  shown = lambda x, fmt="": (format(float(x), fmt) if np.ndim(x) == 0
+                             else [format(float(v), fmt) for v in np.ravel(x)])
   return NonFiniteLossError(
       f"Non-finite loss at step {e.step} (epoch {epoch + 1}): loss="
       f"{shown(e.metrics['loss'])}, gradient norm={shown(e.metrics['grad_norm'])}, "
-      f"learning rate={shown(lr)}. Nothing was saved after it; the last good "
+      f"learning rate={shown(lr, 'g')}. Nothing was saved after it; the last good "
       f"checkpoint is " + (f"step {last[-1]} in {ckpt.directory}" if last
                            else "none (no checkpoint yet)") +
       ". Lower optimizer.learning_rate, add clipping (optimizer.clipnorm), "
