@@ -245,18 +245,34 @@ def stack(states: list[TrainState]) -> TrainState:
   """A population state: ``states`` stacked on a leading member axis.
 
   Raises:
-    config.PopulationError: the members' states differ in structure or shapes (a varied
-      setting changed the parameters or the optimizer's slots).
+    config.PopulationError: the members' states differ in structure or
+      shapes (:func:`check_stackable`).
   """
-  first = jax.tree.structure(states[0])
-  shapes = [jax.tree.map(jnp.shape, s) for s in states]
+  check_stackable(states)
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+
+
+def check_stackable(states: list[Any], vary: str = "") -> None:
+  """Fails unless every state (or abstract state) has member 0's structure and shapes.
+
+  Args:
+    states: the members' states, concrete or from ``jax.eval_shape``.
+    vary: ``population.vary``, named in the message.
+
+  Raises:
+    config.PopulationError: a varied setting changes the parameters or the
+      optimizer state (e.g. a weight decay of 0 keeps no decay step).
+  """
+  def layout(s):
+    return jax.tree.structure(s), jax.tree.leaves(jax.tree.map(lambda x: tuple(x.shape), s))
+  first = layout(states[0])
   for i, s in enumerate(states[1:], 1):
-    if jax.tree.structure(s) != first or shapes[i] != shapes[0]:
+    if layout(s) != first:
       raise config_lib.PopulationError(
           f"Population member {i}'s train state differs in structure or shapes "
-          "from member 0's: a varied setting changes the parameters or the "
-          "optimizer state (e.g. a momentum of 0 keeps no velocity).")
-  return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+          f"from member 0's: population.vary{f' ({vary!r})' if vary else ''} changes "
+          "the parameters or the optimizer state (e.g. 0 turns a weight decay or a "
+          "momentum off, with its state); vary values that are all zero or all non-zero.")
 
 
 def member(state: TrainState, i: int) -> TrainState:

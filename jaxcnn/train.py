@@ -155,6 +155,7 @@ def build(config: ml_collections.ConfigDict, workdir: str) -> Setup:
         config=m, train_model=models.create(m.model, num_classes=info.num_classes,
                                             axis_name=parallel.AXIS),
         tx=state_lib.optimizer(m, data.steps_per_epoch)) for m in member_configs)
+    _check_members(config, members, info)
   return Setup(
       config=config, workdir=workdir, data=data,
       model=models.create(config.model, num_classes=info.num_classes),
@@ -162,6 +163,14 @@ def build(config: ml_collections.ConfigDict, workdir: str) -> Setup:
                                 axis_name=parallel.AXIS),
       tx=state_lib.optimizer(config, data.steps_per_epoch), meta=meta,
       test_time_flip=config.training.test_time_flip, members=members)
+
+
+def _check_members(config, members, info) -> None:
+  """Fails before anything compiles when members' states could not be stacked."""
+  model = models.create(config.model, num_classes=info.num_classes)
+  state_lib.check_stackable(
+      [jax.eval_shape(lambda m=m: state_lib.create(m.config, model, m.tx, info.image_shape))
+       for m in members], config.population.vary)
 
 
 @contextlib.contextmanager

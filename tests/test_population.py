@@ -227,5 +227,5 @@ def test_members_whose_states_differ_in_shape_are_refused():
   model = models.create("mlp", num_classes=10)
   states = [state_lib.create(m, model, state_lib.optimizer(m, 10), (28, 28, 1))
             for m in members]
-  with pytest.raises(config_lib.PopulationError, match="member 1's train state differs"):
+  with pytest.raises(config_lib.PopulationError, match="member 1.s train state differs"):
     state_lib.stack(states)

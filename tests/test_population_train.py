@@ -219,3 +219,10 @@ def test_a_diverging_population_stops_naming_every_members_loss(digits_dir, tmp_
 def test_progress_bar_shows_mean_and_spread():
   assert train._spread(0.25, ".3f") == "0.250"
   assert train._spread(np.array([0.2, 0.4]), ".3f") == "0.300±0.141"
+
+
+def test_a_vary_that_changes_the_optimizer_state_fails_before_training(digits_dir, tmp_path):
+  config = tiny_config(digits_dir, population=2, vary="optimizer.weight_decay=0,0.01")
+  with pytest.raises(config_lib.PopulationError,
+                     match=r"member 1's train state differs.*optimizer.weight_decay=0,0.01"):
+    train.build(config, str(tmp_path))
