@@ -196,10 +196,11 @@ def test_population_step_member_i_equals_its_single_run_on_4_devices(vary, mode)
 
 @pytest.mark.parametrize("vary", ["", "optimizer.learning_rate=1e-3,3e-3,1e-2"],
                          ids=["seeds", "learning_rates"])
-def test_population_step_member_i_equals_its_single_run_on_1_device(vary):
+@pytest.mark.parametrize("mode", ["loop", "vmap"])
+def test_population_step_member_i_equals_its_single_run_on_1_device(vary, mode):
   """The one-device path (pmap=False, as --debug_nans runs it)."""
   config = step_config(vary)
-  population, _ = run_population(config, "loop", devices=4, pmap=False)
+  population, _ = run_population(config, mode, devices=4, pmap=False)
   for i in range(3):
     single = run_single(config, i, devices=4, pmap=False)
     assert_trees_close(state_lib.member(population, i).params, single.params)
