@@ -45,6 +45,31 @@ OPEN_SECTIONS = ("model", "optimizer", "schedule", "dataset.augmentation")
 # 'standardize_pixel' the per-pixel mean/std (lecture 004); 'none' raw pixels.
 NORMALIZATIONS = ("rescale", "standardize", "standardize_pixel", "none")
 
+# How a population step updates its members: 'vmap' maps one member's step
+# over the member axis (one batched program); 'loop' unrolls one step per
+# member inside the same compiled call. 'auto' is 'loop' on CPU (vmapped
+# convolutions become grouped convolutions, which XLA:CPU runs slowly) and
+# on GPU/TPU 'vmap' when every varied key can vary under it
+# (VMAP_VARIABLE_KEYS), else 'loop'.
+POPULATION_MODES = ("auto", "vmap", "loop")
+
+# Keys population.vary may name: they change values, never the shapes of
+# the parameters, the data or the program's inputs. Under 'loop' each member
+# gets its own step built from its own config; ``schedule.*`` means any
+# numeric schedule parameter and ``model.dropout_rate`` the presets' rate.
+VARIABLE_KEYS = (
+    "seed", "optimizer.learning_rate", "optimizer.weight_decay",
+    "optimizer.beta_1", "optimizer.beta_2", "optimizer.epsilon", "optimizer.rho",
+    "regularization.l1", "regularization.l2", "regularization.max_norm",
+    "training.label_smoothing", "model.dropout_rate", "schedule.*",
+)
+# The keys that can also vary under 'vmap' (one program for all members):
+# the seed, the learning rate as a value in each member's optimizer state
+# (constant and plateau schedules, whose rate is not a function), and the
+# global l1/l2 and label smoothing as per-member values fed to the step.
+VMAP_VARIABLE_KEYS = ("seed", "optimizer.learning_rate", "regularization.l1",
+                      "regularization.l2", "training.label_smoothing")
+
 
 def defaults() -> ml_collections.ConfigDict:
   """Returns the default configuration every experiment starts from."""
@@ -98,6 +123,17 @@ def defaults() -> ml_collections.ConfigDict:
   # Validation/test metrics from the mean probabilities of each image and its
   # left-right mirror (test-time augmentation; predict/predict_mc ignore it).
   c.training.test_time_flip = False
+  # Members trained together in one compiled program (see population below).
+  c.training.population = 1
+  # 'auto' | 'vmap' | 'loop': how one step updates every member (POPULATION_MODES).
+  c.training.population_mode = "auto"
+
+  c.population = ml_collections.ConfigDict()
+  # What differs between the members: '' gives member i the seed seed + i
+  # (init, dropout and data order); else 'key=v1,v2,...;key2=...' with one
+  # value per member, e.g. 'optimizer.learning_rate=1e-3,3e-3,1e-2' (every
+  # member keeps `seed` unless 'seed=...' is listed too).
+  c.population.vary = ""
 
   c.transfer = ml_collections.ConfigDict()
   c.transfer.source = ""  # '' = none; a jaxcnn workdir or a Keras .h5 weights file
@@ -112,6 +148,10 @@ def defaults() -> ml_collections.ConfigDict:
 
 class ConfigError(ValueError):
   """A configuration that cannot run; the message says what would."""
+
+
+class PopulationError(ConfigError):
+  """A population the run cannot train (``training.population``, ``population.vary``)."""
 
 
 def closest(key: str, valid: Iterable[str]) -> str | None:
@@ -219,6 +259,7 @@ RANGES = (
     Range("training.keep_best", 0, note="0 = off"),
     Range("training.log_every_steps", 1),
     Range("training.label_smoothing", 0, 1, open_max=True),
+    Range("training.population", 1),
     Range("inference.num_samples", 1),
     Range("inference.batch_size", 1),
 )
@@ -289,7 +330,126 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         f"got {d.normalization!r}.")
   _check_validation_split(d.validation_split)
   _check_image_size(d.image_size)
+  _validate_population(config)
   return config
+
+
+def parse_vary(text: str) -> dict[str, list[float]]:
+  """Parses ``population.vary``: ``'key=v1,v2;key2=w1,w2'`` -> ``{key: [values]}``.
+
+  Raises:
+    PopulationError: a part without ``=``, a key named twice, a value that
+      is not a number.
+  """
+  out: dict[str, list[float]] = {}
+  for part in (p.strip() for p in text.split(";")):
+    if not part:
+      continue
+    key, sep, values = part.partition("=")
+    key = key.strip()
+    if not sep or not key:
+      raise PopulationError(
+          f"population.vary part {part!r} is not 'key=v1,v2,...' (parts are "
+          "separated by ';').")
+    if key in out:
+      raise PopulationError(f"population.vary names {key!r} twice.")
+    try:
+      out[key] = [float(v) for v in values.split(",") if v.strip()]
+    except ValueError:
+      raise PopulationError(
+          f"population.vary values of {key!r} must be numbers; got {values!r}.") from None
+  return out
+
+
+def _variable(key: str, keys: Sequence[str]) -> bool:
+  return key in keys or any(k.endswith(".*") and key.startswith(k[:-1]) for k in keys)
+
+
+def population_mode(config: ml_collections.ConfigDict, platform: str) -> str:
+  """The mode a population trains in: 'vmap' or 'loop' (``POPULATION_MODES``).
+
+  Args:
+    config: a validated config.
+    platform: the JAX backend ('cpu', 'gpu', 'tpu').
+  """
+  mode = config.training.population_mode
+  if mode != "auto":
+    return mode
+  if platform == "cpu":
+    return "loop"
+  return "vmap" if _vmap_problem(config) is None else "loop"
+
+
+def _vmap_problem(config: ml_collections.ConfigDict) -> str | None:
+  """Why the population cannot train under 'vmap', or None."""
+  vary = parse_vary(config.population.vary)
+  for key in vary:
+    if not _variable(key, VMAP_VARIABLE_KEYS):
+      return (f"{key!r} can vary only with training.population_mode='loop' (under "
+              "'vmap' all members run one program; there only "
+              f"{', '.join(VMAP_VARIABLE_KEYS)} can vary)")
+  if "optimizer.learning_rate" in vary and config.schedule.get(
+      "name", "constant") not in ("constant", "plateau"):
+    return ("optimizer.learning_rate can vary under 'vmap' only with a constant "
+            f"or plateau schedule (not {config.schedule.name!r}); use "
+            "training.population_mode='loop'")
+  return None
+
+
+def _validate_population(config: ml_collections.ConfigDict) -> None:
+  """Checks ``training.population``, ``population_mode`` and ``population.vary``."""
+  t = config.training
+  n = t.population
+  if n < 1:
+    raise PopulationError(f"'training.population' must be >= 1, got {n}.")
+  if t.population_mode not in POPULATION_MODES:
+    raise PopulationError(
+        f"'training.population_mode' must be one of {', '.join(POPULATION_MODES)}; "
+        f"got {t.population_mode!r}.")
+  vary = parse_vary(config.population.vary)
+  for key, values in vary.items():
+    if not _variable(key, VARIABLE_KEYS):
+      raise PopulationError(
+          f"population.vary cannot vary {key!r}: only keys that leave the "
+          "shapes of the parameters, the data and the program unchanged can; "
+          f"those are {', '.join(VARIABLE_KEYS)}.")
+    if len(values) != n:
+      lengths = ", ".join(f"{k}: {len(v)}" for k, v in vary.items())
+      raise PopulationError(
+          f"population.vary gives {len(values)} values for {key!r} but "
+          f"training.population={n}; give one value per member ({lengths}).")
+    if key == "seed" and any(v < 0 or not float(v).is_integer() for v in values):
+      raise PopulationError(f"population.vary seeds must be integers >= 0; got {values}.")
+  if n > 1 and config.transfer.feature_extraction:
+    raise PopulationError(
+        "training.population > 1 does not combine with "
+        "transfer.feature_extraction; train the members one at a time.")
+  if t.population_mode == "vmap" and (problem := _vmap_problem(config)):
+    raise PopulationError(problem + ".")
+
+
+def member_configs(config: ml_collections.ConfigDict) -> list[ml_collections.ConfigDict]:
+  """The single-run config of each member of ``config``'s population.
+
+  Member ``i`` is ``config`` with ``training.population=1``, no
+  ``population.vary``, and its values: ``seed + i`` when nothing is varied,
+  else the i-th value of each varied key. Training member ``i`` alone with
+  its config gives the same parameters as the population's member ``i``.
+  """
+  vary = parse_vary(config.population.vary)
+  out = []
+  for i in range(config.training.population):
+    c = ml_collections.ConfigDict(config.to_dict())
+    c.training.population = 1
+    c.population.vary = ""
+    if not vary:
+      c.seed = config.seed + i
+    for key, values in vary.items():
+      section, _, name = key.rpartition(".")
+      node = c[section] if section else c
+      node[name] = int(values[i]) if key == "seed" else values[i]
+    out.append(c)
+  return out
 
 
 def to_dict(config: ml_collections.ConfigDict) -> dict:

@@ -508,7 +508,8 @@ def check_writable(out_dir: str) -> None:
         "there. Nothing was computed.") from e
 
 
-def report(config, workdir: str, *, out_dir: str | None = None) -> dict[str, Any]:
+def report(config, workdir: str, *, out_dir: str | None = None,
+           member: int | None = None) -> dict[str, Any]:
   """``--mode=predict_mc``: the trained workdir's model on the test split.
 
   The model and weights are the workdir's latest checkpoint; everything else
@@ -521,7 +522,9 @@ def report(config, workdir: str, *, out_dir: str | None = None) -> dict[str, Any
       ``dataset`` (the test split), ``training.batch_size`` (reading it),
       ``inference.num_samples`` / ``batch_size``, and ``seed`` (the rng).
     workdir: a training workdir (``config.json``, ``checkpoints/``).
-    out_dir: where the files go; default ``<workdir>/mc_dropout``.
+    out_dir: where the files go; default ``<workdir>/mc_dropout``
+      (``<workdir>/mc_dropout/member_<i>`` for a population's member).
+    member: a population workdir's member (required there).
 
   Returns:
     :func:`evaluate_mc`'s result.
@@ -533,8 +536,12 @@ def report(config, workdir: str, *, out_dir: str | None = None) -> dict[str, Any
   """
   # Local: TensorFlow (tf.data) only when reporting.
   from jaxcnn import data as data_lib
-  model, variables, _ = state.load_for_inference(workdir)
-  out_dir = out_dir or os.path.join(workdir, "mc_dropout")
+  model, variables, member_config = state.load_for_inference(workdir, member=member)
+  if member is not None:  # The member's seed: its own MC-dropout stream.
+    config = config.copy_and_resolve_references()
+    config.seed = member_config.seed
+  out_dir = out_dir or os.path.join(
+      workdir, "mc_dropout", *([f"member_{member}"] if member is not None else []))
   check_writable(out_dir)
   data = data_lib.create(config.dataset, global_batch_size=config.training.batch_size,
                          seed=config.seed)

@@ -21,6 +21,15 @@ config is reused, not retrained. Then ``<out>/results.md``,
 written. ``--epochs``, ``--train_examples``, ``--test_examples`` and
 ``--batch_size`` shrink every member by :func:`jaxcnn.config.shrink`.
 
+``--seeds=N`` trains every rung as a population of N seeds
+(``training.population``, one compiled program per rung). The table then
+gives each metric as mean ± std (ddof=1) with a 95% confidence interval of
+the mean (Student's t with N-1 degrees of freedom), and says for each rung
+whether its test accuracy differs from the first rung's beyond noise:
+Welch's two-sided t-test (unequal variances) at the 5% level
+(:data:`ALPHA`), the p-value shown. ``curves.png`` draws mean curves with
+± std bands.
+
 Launch::
 
   python -m jaxcnn.ladder --config_file=experiments/mlp_activations.py \
@@ -57,6 +66,13 @@ from jaxcnn import run as run_lib
 COLUMNS = ("member", "changes", "epochs", "train_loss", "train_accuracy",
            "val_loss", "val_accuracy", "best_epoch", "test_loss",
            "test_accuracy", "wall_time_s", "images_per_second", "lecture")
+
+# Metrics given as mean ± std and a 95% interval for a population rung.
+STAT_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                "test_loss", "test_accuracy")
+# Welch's t-test of each rung's test accuracy against the first rung's.
+ALPHA = 0.05
+CONFIDENCE = 0.95
 
 # Config keys that change only what is printed or logged, not the run: a
 # finished run that differs in these alone is reused.
@@ -183,9 +199,19 @@ def _read_json(path: str) -> Any:
     return json.load(f)
 
 
+def member_config(ladder: Ladder, member: str, *,
+                  overrides: dict[str, int] | None = None,
+                  seeds: int = 0) -> ml_collections.ConfigDict:
+  """A rung's config: shrunk by ``overrides``, a population of ``seeds`` if > 0."""
+  config = config_lib.shrink(ladder.get_config(member), **(overrides or {}))
+  if seeds:
+    config.training.population = seeds
+  return config_lib.validate(config)
+
+
 def run_member(ladder: Ladder, member: str, out: str, *,
                overrides: dict[str, int] | None = None, overwrite: bool = False,
-               train_fn: TrainFn | None = None) -> str:
+               train_fn: TrainFn | None = None, seeds: int = 0) -> str:
   """Trains one member unless its finished run is already in its workdir.
 
   Args:
@@ -196,6 +222,7 @@ def run_member(ladder: Ladder, member: str, out: str, *,
     overwrite: delete a workdir whose config differs instead of failing.
     train_fn: ``(config, workdir) -> anything``; default
       :func:`default_train`.
+    seeds: > 0 trains the member as a population of that many seeds.
 
   Returns:
     ``'reused'`` or ``'trained'``.
@@ -204,8 +231,7 @@ def run_member(ladder: Ladder, member: str, out: str, *,
     LadderError: the workdir holds a run of another config (and not
       ``overwrite``).
   """
-  config = config_lib.shrink(ladder.get_config(member), **(overrides or {}))
-  config_lib.validate(config)
+  config = member_config(ladder, member, overrides=overrides, seeds=seeds)
   workdir = os.path.join(out, member)
   same = _same_config(workdir, config)
   if same is False:
@@ -268,7 +294,7 @@ def summarize(workdir: str) -> dict[str, Any]:
   speeds = history.get("images_per_second", [])
   speed = (sum(speeds[1:]) / len(speeds[1:])) if len(speeds) > 1 else (
       speeds[0] if speeds else float("nan"))
-  return {
+  row = {
       "epochs": len(history["loss"]),
       "train_loss": _last(history["loss"]),
       "train_accuracy": _last(history["accuracy"]),
@@ -280,6 +306,81 @@ def summarize(workdir: str) -> dict[str, Any]:
       "wall_time_s": float(sum(history.get("epoch_time", []))),
       "images_per_second": float(speed),
   }
+  if "members" in history:
+    row.update(_population_stats(history, results))
+  return row
+
+
+def _population_stats(history: dict, results: dict) -> dict[str, Any]:
+  """Mean, std, 95% interval and the members' values of each :data:`STAT_METRICS`."""
+  members = history["members"]
+  values = {
+      "train_loss": [_last(m["loss"]) for m in members],
+      "train_accuracy": [_last(m["accuracy"]) for m in members],
+      "val_loss": [_last(m.get("val_loss", [])) for m in members],
+      "val_accuracy": [_last(m.get("val_accuracy", [])) for m in members],
+      "test_loss": list(results["test_loss_members"]),
+      "test_accuracy": list(results["test_accuracy_members"]),
+  }
+  out: dict[str, Any] = {"seeds": len(members)}
+  for metric, v in values.items():
+    if any(math.isnan(x) for x in v):
+      continue
+    mean, std, low, high = interval(v)
+    out.update({metric: mean, f"{metric}_std": std, f"{metric}_ci_low": low,
+                f"{metric}_ci_high": high, f"{metric}_members": v})
+  return out
+
+
+def interval(values: Sequence[float], confidence: float = CONFIDENCE
+             ) -> tuple[float, float, float, float]:
+  """``(mean, std, low, high)``: std with ddof=1, and the t interval of the mean.
+
+  The interval is ``mean ± t_{(1+confidence)/2, n-1} * std / sqrt(n)``
+  (Student's t, ``scipy.stats.t``); with one value it is the value itself.
+  """
+  import numpy as np
+  from scipy import stats
+  v = np.asarray(values, np.float64)
+  mean = float(v.mean())
+  if v.size < 2:
+    return mean, 0.0, mean, mean
+  std = float(v.std(ddof=1))
+  half = float(stats.t.ppf((1 + confidence) / 2, v.size - 1)) * std / math.sqrt(v.size)
+  return mean, std, mean - half, mean + half
+
+
+def welch(a: Sequence[float], b: Sequence[float]) -> float:
+  """The two-sided p-value of Welch's t-test (unequal variances) of ``a`` vs ``b``.
+
+  NaN when it is undefined (fewer than 2 values in either, or both without
+  spread); ``scipy.stats.ttest_ind(a, b, equal_var=False)``.
+  """
+  from scipy import stats
+  if len(a) < 2 or len(b) < 2:
+    return float("nan")
+  import numpy as np
+  if np.std(a) == 0 and np.std(b) == 0:
+    return 0.0 if np.mean(a) != np.mean(b) else float("nan")
+  return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def add_significance(rows: list[dict[str, Any]], metric: str = "test_accuracy"
+                     ) -> list[dict[str, Any]]:
+  """Adds ``vs_first`` to each population row after the first: Welch's p of
+  ``metric`` against the first row's, and whether it is below :data:`ALPHA`."""
+  first = rows[0].get(f"{metric}_members") if rows else None
+  if not first:
+    return rows
+  for row in rows[1:]:
+    values = row.get(f"{metric}_members")
+    if not values:
+      continue
+    p = welch(values, first)
+    row[f"{metric}_p_vs_first"] = p
+    row["vs_first"] = ("-" if math.isnan(p) else
+                       f"{'differs' if p < ALPHA else 'within noise'} (p={p:.3g})")
+  return rows
 
 
 def table(ladder: Ladder, out: str) -> list[dict[str, Any]]:
@@ -296,7 +397,7 @@ def table(ladder: Ladder, out: str) -> list[dict[str, Any]]:
     if os.path.exists(extra_path):
       row.update(_read_json(extra_path))
     rows.append(row)
-  return rows
+  return add_significance(rows)
 
 
 def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -316,15 +417,36 @@ def _fmt(value: Any) -> str:
   return str(value)
 
 
+def _is_stat_column(col: str) -> bool:
+  return any(col.startswith(m + "_") and col != m for m in STAT_METRICS) or col in (
+      "test_accuracy_p_vs_first",)
+
+
+def _cell(row: dict[str, Any], col: str) -> str:
+  """A table cell; a population's metric as ``mean ± std [low, high]``."""
+  if col in STAT_METRICS and f"{col}_std" in row:
+    return (f"{_fmt(row[col])} ± {_fmt(row[col + '_std'])} "
+            f"[{_fmt(row[col + '_ci_low'])}, {_fmt(row[col + '_ci_high'])}]")
+  return _fmt(row.get(col, ""))
+
+
 def to_markdown(rows: Sequence[dict[str, Any]], title: str = "") -> str:
-  """A markdown table of ``rows`` (empty columns left out)."""
-  cols = [c for c in _columns(rows)
-          if any(_fmt(r.get(c, "")) not in ("", "-") for r in rows)]
+  """A markdown table of ``rows`` (empty columns left out).
+
+  A population rung's metrics read ``mean ± std [95% interval]``; its std,
+  interval and member columns are in the CSV only.
+  """
+  cols = [c for c in _columns(rows) if not _is_stat_column(c)
+          and any(_fmt(r.get(c, "")) not in ("", "-") for r in rows)]
   lines = [f"### {title}", ""] if title else []
+  if any("seeds" in r for r in rows):
+    lines += [f"Mean ± std over seeds [{CONFIDENCE:.0%} t interval of the mean]; "
+              "vs_first: Welch's two-sided t-test of test accuracy against the "
+              f"first rung, 'differs' when p < {ALPHA}.", ""]
   lines.append("| " + " | ".join(cols) + " |")
   lines.append("|" + "|".join(" --- " for _ in cols) + "|")
   for r in rows:
-    cells = [_fmt(r.get(c, "")).replace("|", "\\|") for c in cols]
+    cells = [_cell(r, c).replace("|", "\\|") for c in cols]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 
@@ -336,7 +458,8 @@ def to_csv(rows: Sequence[dict[str, Any]]) -> str:
                           lineterminator="\n")
   writer.writeheader()
   for r in rows:
-    writer.writerow(r)
+    writer.writerow({k: ";".join(map(repr, v)) if isinstance(v, list) else v
+                     for k, v in r.items()})
   return buf.getvalue()
 
 
@@ -364,7 +487,7 @@ def write_outputs(ladder: Ladder, out: str, *, title: str = "",
 def run(config_file: str, out: str, *, members: Sequence[str] | None = None,
         options: str = "", overrides: dict[str, int] | None = None,
         overwrite: bool = False, plot: bool = True,
-        train_fn: TrainFn | None = None) -> list[dict[str, Any]]:
+        train_fn: TrainFn | None = None, seeds: int = 0) -> list[dict[str, Any]]:
   """Trains (or reuses) every member of a ladder and writes its table.
 
   Args:
@@ -377,6 +500,7 @@ def run(config_file: str, out: str, *, members: Sequence[str] | None = None,
     overwrite: retrain members whose workdir holds another config.
     plot: also write ``curves.png``.
     train_fn: replaces :func:`default_train` (tests).
+    seeds: > 0 trains every rung as a population of that many seeds.
 
   Returns:
     The table rows (also in ``out/results.csv``).
@@ -387,7 +511,7 @@ def run(config_file: str, out: str, *, members: Sequence[str] | None = None,
     t0 = time.time()
     print(f"[ladder] {i + 1}/{len(ladder.members)} {member}", flush=True)
     how = run_member(ladder, member, out, overrides=overrides,
-                     overwrite=overwrite, train_fn=train_fn)
+                     overwrite=overwrite, train_fn=train_fn, seeds=seeds)
     print(f"[ladder] {member}: {how} in {time.time() - t0:.0f} s", flush=True)
   rows = write_outputs(ladder, out, plot=plot)
   print(to_markdown(rows))
@@ -398,7 +522,7 @@ def run(config_file: str, out: str, *, members: Sequence[str] | None = None,
 FLAGS = flags.FLAGS
 _FLAG_NAMES = ("config_file", "out", "members", "options", "epochs",
                "train_examples", "test_examples", "batch_size", "overwrite",
-               "no_plot", "table_only")
+               "no_plot", "table_only", "seeds")
 
 
 def define_flags() -> None:
@@ -428,6 +552,9 @@ def define_flags() -> None:
                     "Retrain members whose workdir holds another config.")
   flags.DEFINE_bool("no_plot", False, "Do not write curves.png.")
   flags.DEFINE_bool("table_only", False, "Only tabulate the finished members.")
+  flags.DEFINE_integer("seeds", 0, "Train every rung as a population of this many "
+                       "seeds (mean ± std, intervals, Welch's t-test); 0: the file's.",
+                       lower_bound=0)
 
 
 def parse_flags(argv: Sequence[str]) -> list[str]:
@@ -492,7 +619,7 @@ def _main() -> None:
   run(FLAGS.config_file, FLAGS.out, members=members, options=FLAGS.options,
       overrides=dict(epochs=FLAGS.epochs, train_examples=FLAGS.train_examples,
                      test_examples=FLAGS.test_examples, batch_size=FLAGS.batch_size),
-      overwrite=FLAGS.overwrite, plot=not FLAGS.no_plot)
+      overwrite=FLAGS.overwrite, plot=not FLAGS.no_plot, seeds=FLAGS.seeds)
 
 
 if __name__ == "__main__":

@@ -102,6 +102,9 @@ define_config_flag()
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
 flags.DEFINE_enum("mode", "train", list(run.MODES),
                   "What to do with the experiment.")
+flags.DEFINE_integer("member", None, "A population workdir's member (0-based) for "
+                     "--mode=eval|predict_mc|visualize; eval without it scores all.",
+                     lower_bound=0)
 flags.DEFINE_bool("debug_nans", False,
                   "Run the step without pmap under jax_debug_nans to find the op "
                   "that makes a NaN.")
@@ -138,7 +141,7 @@ def main(argv):
     jax.config.update("jax_debug_nans", True)
 
   try:
-    run.run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
+    run.run(FLAGS.config, FLAGS.workdir, FLAGS.mode, FLAGS.member)
   except run.user_errors() as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)

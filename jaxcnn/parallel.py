@@ -142,13 +142,18 @@ def batch_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh
 
 def cross_entropy(logits: jax.Array, labels: jax.Array,
                   label_smoothing: float = 0.0) -> jax.Array:
-  """Per-example loss: softmax CE, or sigmoid CE for a 1-unit binary model."""
+  """Per-example loss: softmax CE, or sigmoid CE for a 1-unit binary model.
+
+  ``label_smoothing`` may be traced (a population member's value); a Python
+  0 takes the integer-label path.
+  """
+  smooth = not (isinstance(label_smoothing, (int, float)) and label_smoothing == 0)
   if logits.shape[-1] == 1:
     targets = labels.astype(logits.dtype)
-    if label_smoothing:
+    if smooth:
       targets = targets * (1 - label_smoothing) + 0.5 * label_smoothing
     return optax.sigmoid_binary_cross_entropy(logits[..., 0], targets)
-  if label_smoothing:
+  if smooth:
     onehot = optax.smooth_labels(
         jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
     return optax.softmax_cross_entropy(logits, onehot)
@@ -201,6 +206,89 @@ def make_train_step(
     them only at log points).
   """
 
+  per_device_step = _per_device_step(model, tx, penalty_fn, project_fn,
+                                     label_smoothing)
+
+  # Several processes: the replicated state is resharded into global arrays
+  # on the way in, and donating it there deleted buffers still in use
+  # (measured: tests/test_multihost.py); donation is a single-process speedup.
+  donate = (0,) if donate_state and jax.process_count() == 1 else ()
+  if not pmap:
+    return _single_device(per_device_step, donate)
+  return _data_parallel(per_device_step, donate)
+
+
+def make_population_step(
+    members: Sequence[Mapping[str, Any]],
+    *,
+    mode: str = "loop",
+    hparams: Mapping[str, Any] | None = None,
+    penalty_with: Callable[[Any, Mapping[str, jax.Array]], jax.Array] | None = None,
+    pmap: bool = True,
+    donate_state: bool = True,
+) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
+  """Builds one compiled step that updates every member of a population.
+
+  The state has a leading member axis on every leaf (``state.stack``), the
+  batch is ``[members, devices, per_device, ...]`` and the metrics come back
+  ``[members]``. Member ``i`` takes the same per-device step as a single run
+  (:func:`make_train_step`) with its own arguments.
+
+  Args:
+    members: per member, the keyword arguments of :func:`make_train_step`
+      (``model``, ``tx``, ``penalty_fn``, ``project_fn``,
+      ``label_smoothing``).
+    mode: 'loop' unrolls one step per member (each with its own arguments)
+      inside the compiled call; 'vmap' maps member 0's step over the member
+      axis, so members differ only in values: those held in the state
+      (seed, the learning rate in the optimizer state) and ``hparams``
+      (``config.VMAP_VARIABLE_KEYS``).
+    hparams: 'vmap' only: ``{name: f32[members]}`` mapped with the state;
+      ``label_smoothing`` replaces member 0's, and the whole dict reaches
+      ``penalty_with``.
+    penalty_with: 'vmap' only: ``(params, hparams) -> penalty``, replacing
+      member 0's ``penalty_fn`` (per-member l1/l2 as traced values).
+    pmap: False runs on one device under jit (``--debug_nans``).
+    donate_state: as in :func:`make_train_step`.
+
+  Returns:
+    ``step(state, batch) -> (state, metrics)``.
+  """
+  steps = [_per_device_step(m["model"], m["tx"],
+                            m.get("penalty_fn", lambda params: 0.0),
+                            m.get("project_fn", lambda params: params),
+                            m.get("label_smoothing", 0.0)) for m in members]
+  if mode not in ("loop", "vmap"):
+    raise ValueError(f"mode must be 'loop' or 'vmap', got {mode!r}.")
+
+  def one_of_many(state, batch, hp):
+    """Member 0's step with the member's traced hyperparameters."""
+    m = members[0]
+    penalty = ((lambda p: penalty_with(p, hp)) if penalty_with is not None
+               else m.get("penalty_fn", lambda params: 0.0))
+    return _per_device_step(
+        m["model"], m["tx"], penalty, m.get("project_fn", lambda params: params),
+        hp.get("label_smoothing", m.get("label_smoothing", 0.0)))(state, batch)
+
+  def per_device_population(state, batch):
+    if mode == "vmap":
+      if not hparams and penalty_with is None:
+        return jax.vmap(steps[0])(state, batch)
+      return jax.vmap(one_of_many)(state, batch, dict(hparams or {}))
+    outs = [step(jax.tree.map(lambda x, i=i: x[i], state),
+                 jax.tree.map(lambda x, i=i: x[i], batch))
+            for i, step in enumerate(steps)]
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+
+  donate = (0,) if donate_state and jax.process_count() == 1 else ()
+  if not pmap:
+    return _single_device(per_device_population, donate, batch_axis=1)
+  return _data_parallel(per_device_population, donate, batch_axis=1)
+
+
+def _per_device_step(model, tx, penalty_fn, project_fn, label_smoothing):
+  """One device's train step: the function :func:`make_train_step` compiles."""
+
   def per_device_step(state: TrainState, batch: Batch):
     # A distinct dropout key per step and per device, reproducible on resume.
     rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step),
@@ -235,13 +323,7 @@ def make_train_step(
                               batch_stats=batch_stats, opt_state=opt_state)
     return new_state, metrics
 
-  # Several processes: the replicated state is resharded into global arrays
-  # on the way in, and donating it there deleted buffers still in use
-  # (measured: tests/test_multihost.py); donation is a single-process speedup.
-  donate = (0,) if donate_state and jax.process_count() == 1 else ()
-  if not pmap:
-    return _single_device(per_device_step, donate)
-  return _data_parallel(per_device_step, donate)
+  return per_device_step
 
 
 def flip_averaged_logits(logits: jax.Array, flipped_logits: jax.Array) -> jax.Array:
@@ -292,7 +374,7 @@ def make_eval_step(model: flax.linen.Module, *, pmap: bool = True,
   return _data_parallel(per_device_eval)
 
 
-def _data_parallel(per_device_fn, donate_argnums=()):
+def _data_parallel(per_device_fn, donate_argnums=(), batch_axis=0):
   """``jax.pmap(per_device_fn, in_axes=(None, 0), out_axes=None)``, called cheaply.
 
   JAX (0.10) implements ``pmap`` as ``jit`` of ``shard_map`` over a mesh of
@@ -303,14 +385,18 @@ def _data_parallel(per_device_fn, donate_argnums=()):
   of lecture 004's MLP at batch 32 (paired A/B, BENCHMARKS.md). With several
   processes this is ``jax.pmap`` itself, which turns the host-local batches
   into global arrays.
+
+  ``batch_axis`` is the batch's device axis (1 for a population's
+  ``[members, devices, ...]`` batches).
   """
   if jax.process_count() > 1:
-    return jax.pmap(per_device_fn, axis_name=AXIS, in_axes=(None, 0),
+    return jax.pmap(per_device_fn, axis_name=AXIS, in_axes=(None, batch_axis),
                     out_axes=None, donate_argnums=donate_argnums)
 
   def per_shard(state, batch):
     # Each device's block keeps the mapped axis (size 1); pmap drops it.
-    return per_device_fn(state, jax.tree.map(lambda x: jnp.squeeze(x, 0), batch))
+    return per_device_fn(state, jax.tree.map(
+        lambda x: jnp.squeeze(x, batch_axis), batch))
 
   @functools.cache
   def compiled_for(num_devices: int):
@@ -322,14 +408,15 @@ def _data_parallel(per_device_fn, donate_argnums=()):
           "[devices, per_device_batch, ...] (jaxcnn.data does).")
     mesh = batch_mesh(devices[:num_devices])
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS))
+    split = jax.sharding.NamedSharding(
+        mesh, jax.sharding.PartitionSpec(*(None,) * batch_axis, AXIS))
     program = jax.shard_map(per_shard, mesh=mesh, in_specs=(replicated.spec, split.spec),
                             out_specs=replicated.spec, check_vma=False)
     return jax.jit(program, in_shardings=(replicated, split), out_shardings=replicated,
                    donate_argnums=donate_argnums)
 
   def for_batch(batch):
-    return compiled_for(len(jax.tree.leaves(batch)[0]))
+    return compiled_for(jax.tree.leaves(batch)[0].shape[batch_axis])
 
   def call(state, batch):
     return for_batch(batch)(state, batch)
@@ -338,15 +425,17 @@ def _data_parallel(per_device_fn, donate_argnums=()):
   return call
 
 
-def _single_device(per_device_fn, donate_argnums=()):
+def _single_device(per_device_fn, donate_argnums=(), batch_axis=0):
   """Runs a per-device function on one device over the flattened batch."""
+  a = batch_axis
 
   @functools.partial(jax.jit, donate_argnums=donate_argnums)
   def step(state, batch):
-    flat = jax.tree.map(lambda x: x.reshape((1, -1) + x.shape[2:]), batch)
+    flat = jax.tree.map(lambda x: x.reshape(x.shape[:a] + (1, -1) + x.shape[a + 2:]),
+                        batch)
     # out_axes=0, then the one member: reductions over a one-member axis are
     # skipped (jaxcnn.collectives), so outputs may still carry the axis.
-    fn = jax.vmap(per_device_fn, in_axes=(None, 0), out_axes=0, axis_name=AXIS)
+    fn = jax.vmap(per_device_fn, in_axes=(None, a), out_axes=0, axis_name=AXIS)
     return jax.tree.map(lambda x: x[0], fn(state, flat))
 
   return step

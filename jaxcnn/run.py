@@ -62,13 +62,17 @@ def workdir_config(workdir: str, given: ml_collections.ConfigDict | None = None
   return config
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, mode: str = "train") -> Any:
+def run(config: ml_collections.ConfigDict, workdir: str, mode: str = "train",
+        member: int | None = None) -> Any:
   """Runs one experiment in one mode.
 
   Args:
     config: an experiment config (``experiments/*.py:get_config()``).
     workdir: the run's folder.
     mode: one of :data:`MODES`.
+    member: for the modes other than train, the member of a population
+      workdir (``training.population > 1``) to use: required by predict_mc
+      and visualize there; eval without it scores every member (mean ± std).
 
   Returns:
     ``train``: ``(state, history)``; ``eval``: the test metrics;
@@ -83,6 +87,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = "train") ->
         f"Unknown mode {mode!r}." + (f" Did you mean {guess!r}?" if guess else "") +
         f" Modes: {', '.join(MODES)}.")
   config_lib.validate(config)
+  if mode == "train" and member is not None:
+    raise config_lib.PopulationError(
+        "--member selects a population member for --mode=eval, predict_mc or "
+        "visualize; training trains every member.")
   if mode == "train":
     if config.transfer.feature_extraction:
       from jaxcnn import transfer  # The frozen base runs once; the head trains.
@@ -92,9 +100,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = "train") ->
   config = workdir_config(workdir, config)
   if mode == "eval":
     from jaxcnn import train
-    return train.evaluate_workdir(config, workdir)
+    return train.evaluate_workdir(config, workdir, member)
   if mode == "predict_mc":
     from jaxcnn import inference
-    return inference.report(config, workdir)
+    return inference.report(config, workdir, member=member)
   from jaxcnn import visualize
-  return visualize.plot_workdir(config, workdir)
+  return visualize.plot_workdir(config, workdir, member=member)

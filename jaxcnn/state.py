@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxcnn import checkpoint as checkpoint_lib
+from jaxcnn import config as config_lib
 from jaxcnn import models
 from jaxcnn import optim
 
@@ -145,9 +146,13 @@ def _read_source(path: str, model, variables) -> "models.pretrained.Source":
 def abstract(config: ml_collections.ConfigDict, meta: dict) -> tuple[Any, TrainState]:
   """The model and an abstract TrainState matching a checkpoint's ``meta``."""
   model = models.create(config.model, num_classes=meta["num_classes"])
+  shape = tuple(meta["image_shape"])
+  if config.get("training", {}).get("population", 1) > 1:
+    members = config_lib.member_configs(config)
+    return model, jax.eval_shape(lambda: stack([
+        create(m, model, optimizer(m, meta["steps_per_epoch"]), shape) for m in members]))
   tx = optimizer(config, meta["steps_per_epoch"])
-  target = jax.eval_shape(
-      lambda: create(config, model, tx, tuple(meta["image_shape"])))
+  target = jax.eval_shape(lambda: create(config, model, tx, shape))
   return model, target
 
 
@@ -163,19 +168,25 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
-def load_for_inference(workdir: str, step: int | None = None):
+def load_for_inference(workdir: str, step: int | None = None,
+                       member: int | None = None):
   """Loads a trained model for prediction on this machine's devices.
 
   Args:
     workdir: a training workdir (holds ``config.json`` and ``checkpoints/``).
     step: a checkpoint step; None takes the latest restorable one.
+    member: the member of a population workdir (``training.population > 1``)
+      to load; required there, and only 0 or None for a single run.
 
   Returns:
     ``(model, variables, config)``; ``variables`` holds ``params`` and, if the
-    model has BatchNorm, ``batch_stats``.
+    model has BatchNorm, ``batch_stats``. For a member, ``config`` is its
+    single-run config (``config.member_configs``).
 
   Raises:
     FileNotFoundError: the workdir has no config or no checkpoint.
+    config.PopulationError: a population workdir without a valid ``member``,
+      or a member of a single run other than 0.
   """
   config = read_config(workdir)
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
@@ -198,7 +209,29 @@ def load_for_inference(workdir: str, step: int | None = None):
       state = ckpt.restore(step, target)[0]
   finally:
     ckpt.close()
-  return model, state.variables, config
+  return (model, *_select_member(state, config, workdir, member))
+
+
+def _select_member(state: TrainState, config, workdir: str, member: int | None):
+  """``(variables, config)`` of a single run, or of a population's ``member``."""
+  n = population_size(state)
+  if not n:
+    if member not in (None, 0):
+      raise config_lib.PopulationError(
+          f"{workdir} holds a single run, not a population: drop --member={member} "
+          "(or pass 0).")
+    return state.variables, config
+  if member is None or not 0 <= member < n:
+    raise config_lib.PopulationError(
+        f"{workdir} holds a population of {n} members; choose one with "
+        f"--member=i, i from 0 to {n - 1}" + (f" (got {member})." if member is not None
+                                               else "."))
+  return stack_member_variables(state, member), config_lib.member_configs(config)[member]
+
+
+def stack_member_variables(state: TrainState, i: int) -> dict[str, Any]:
+  """Member ``i``'s ``variables`` from a population state."""
+  return member(state, i).variables
 
 
 def for_evaluation(variables: Any) -> TrainState:
@@ -206,3 +239,47 @@ def for_evaluation(variables: Any) -> TrainState:
   return TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
                     batch_stats=variables.get("batch_stats", {}), opt_state=(),
                     rng=jax.random.PRNGKey(0), plateau=())
+
+
+def stack(states: list[TrainState]) -> TrainState:
+  """A population state: ``states`` stacked on a leading member axis.
+
+  Raises:
+    config.PopulationError: the members' states differ in structure or
+      shapes (:func:`check_stackable`).
+  """
+  check_stackable(states)
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+
+
+def check_stackable(states: list[Any], vary: str = "") -> None:
+  """Fails unless every state (or abstract state) has member 0's structure and shapes.
+
+  Args:
+    states: the members' states, concrete or from ``jax.eval_shape``.
+    vary: ``population.vary``, named in the message.
+
+  Raises:
+    config.PopulationError: a varied setting changes the parameters or the
+      optimizer state (e.g. a weight decay of 0 keeps no decay step).
+  """
+  def layout(s):
+    return jax.tree.structure(s), jax.tree.leaves(jax.tree.map(lambda x: tuple(x.shape), s))
+  first = layout(states[0])
+  for i, s in enumerate(states[1:], 1):
+    if layout(s) != first:
+      raise config_lib.PopulationError(
+          f"Population member {i}'s train state differs in structure or shapes "
+          f"from member 0's: population.vary{f' ({vary!r})' if vary else ''} changes "
+          "the parameters or the optimizer state (e.g. 0 turns a weight decay or a "
+          "momentum off, with its state); vary values that are all zero or all non-zero.")
+
+
+def member(state: TrainState, i: int) -> TrainState:
+  """Member ``i`` of a population state (the leading axis dropped)."""
+  return jax.tree.map(lambda x: x[i], state)
+
+
+def population_size(state: TrainState) -> int:
+  """The members of a population state (its step's leading axis); 0 for a single state."""
+  return int(jnp.shape(state.step)[0]) if jnp.ndim(state.step) else 0

@@ -59,7 +59,24 @@ def is_main_process() -> bool:
 
 
 def _step(state: TrainState) -> int:
-  return int(parallel.to_host(state.step))
+  """The global step (a population's members all share it)."""
+  return int(np.asarray(parallel.to_host(state.step)).reshape(-1)[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+  """One member of a population: its single-run config and what it trains with.
+
+  Attributes:
+    config: ``config.member_configs(config)[i]``.
+    train_model: its train-step model (its own dropout rate, freeze semantics).
+    tx: its optimizer (its own rate, schedule, weight decay).
+    rules: its regularization rules (filled by :func:`start`).
+  """
+  config: ml_collections.ConfigDict
+  train_model: Any
+  tx: Any
+  rules: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +96,11 @@ class Setup:
     rules: regularization rules by parameter path (filled by :func:`start`).
     meta: what rebuilds the model from a checkpoint (``state.abstract``).
     test_time_flip: score validation and test on image + mirror.
+    members: a population's members (``training.population > 1``); empty
+      for a single run. ``data`` is then a ``data.PopulationData``.
+    traced_rules: a 'vmap' population varying l1/l2: the rules with every
+      globally regularized path active, and those paths (their l1/l2 are
+      each member's, fed to the step; ``optim.regularizers.penalty_with``).
   """
   config: ml_collections.ConfigDict
   workdir: str
@@ -89,6 +111,8 @@ class Setup:
   meta: dict
   rules: dict = dataclasses.field(default_factory=dict)
   test_time_flip: bool = False
+  members: tuple[Member, ...] = ()
+  traced_rules: tuple[dict, frozenset] | None = None
 
 
 @dataclasses.dataclass
@@ -121,13 +145,31 @@ def build(config: ml_collections.ConfigDict, workdir: str) -> Setup:
   meta = {"num_classes": info.num_classes, "image_shape": list(info.image_shape),
           "steps_per_epoch": data.steps_per_epoch,
           "global_batch_size": config.training.batch_size}
+  members = ()
+  if config.training.population > 1:
+    member_configs = config_lib.member_configs(config)
+    data = data_lib.PopulationData(data, [m.seed for m in member_configs])
+    meta["population"] = len(member_configs)
+    members = tuple(Member(
+        config=m, train_model=models.create(m.model, num_classes=info.num_classes,
+                                            axis_name=parallel.AXIS),
+        tx=state_lib.optimizer(m, data.steps_per_epoch)) for m in member_configs)
+    _check_members(config, members, info)
   return Setup(
       config=config, workdir=workdir, data=data,
       model=models.create(config.model, num_classes=info.num_classes),
       train_model=models.create(config.model, num_classes=info.num_classes,
                                 axis_name=parallel.AXIS),
       tx=state_lib.optimizer(config, data.steps_per_epoch), meta=meta,
-      test_time_flip=config.training.test_time_flip)
+      test_time_flip=config.training.test_time_flip, members=members)
+
+
+def _check_members(config, members, info) -> None:
+  """Fails before anything compiles when members' states could not be stacked."""
+  model = models.create(config.model, num_classes=info.num_classes)
+  state_lib.check_stackable(
+      [jax.eval_shape(lambda m=m: state_lib.create(m.config, model, m.tx, info.image_shape))
+       for m in members], config.population.vary)
 
 
 @contextlib.contextmanager
@@ -169,7 +211,9 @@ def start(setup: Setup, ckpt: checkpoint_lib.Checkpointer
     config_lib.ConfigError: a change a resume cannot honour (both values named).
   """
   config, info = setup.config, setup.data.info
-  scratch = state_lib.create(config, setup.model, setup.tx, info.image_shape)
+  if ckpt.all_steps():
+    workdir_lib.check_population(setup.workdir, config)
+  scratch = _scratch(setup)
   restored = ckpt.restore_latest(scratch)
   changes = {}
   if restored is not None:
@@ -182,22 +226,72 @@ def start(setup: Setup, ckpt: checkpoint_lib.Checkpointer
       print("Changed on resume: " + "; ".join(
           f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items()) + ".")
   else:
-    state = state_lib.from_pretrained(config, setup.model, scratch, setup.tx)
-    progress = Progress(0, _empty_history(info.num_validation > 0), {})
-  patterns = config.regularization.freeze
-  setup = dataclasses.replace(
-      setup,
-      train_model=models.freezing.train_model_for(setup.train_model, state.params, patterns),
-      rules=optim.regularizers.build_rules(models.param_rules(setup.model),
-                                           state.params, config.regularization))
+    state = _pretrained(setup, scratch)
+    progress = Progress(0, _empty_history(info.num_validation > 0,
+                                          len(setup.members)), {})
+  setup = _with_rules(setup, _member0(state).params)
   if is_main_process():
     _print_start(setup, state)
     workdir_lib.record_config(setup.workdir, config, changes, _step(state))
   return setup, state, progress
 
 
+def _member0(state: TrainState) -> TrainState:
+  """A single state as it is; a population's member 0."""
+  return state_lib.member(state, 0) if state_lib.population_size(state) else state
+
+
+def _scratch(setup: Setup) -> TrainState:
+  """The initialized state: one, or the members' stacked (``state.stack``)."""
+  shape = setup.data.info.image_shape
+  if not setup.members:
+    return state_lib.create(setup.config, setup.model, setup.tx, shape)
+  return state_lib.stack([state_lib.create(m.config, setup.model, m.tx, shape)
+                          for m in setup.members])
+
+
+def _pretrained(setup: Setup, scratch: TrainState) -> TrainState:
+  """``state.from_pretrained`` for the single state or for each member."""
+  if not setup.members:
+    return state_lib.from_pretrained(setup.config, setup.model, scratch, setup.tx)
+  return state_lib.stack([
+      state_lib.from_pretrained(m.config, setup.model, state_lib.member(scratch, i),
+                                m.tx, verbose=i == 0)
+      for i, m in enumerate(setup.members)])
+
+
+def _with_rules(setup: Setup, params: Any) -> Setup:
+  """The train models with freeze semantics and the regularization rules built."""
+  patterns = setup.config.regularization.freeze
+  rules = lambda c: optim.regularizers.build_rules(
+      models.param_rules(setup.model), params, c.regularization)
+  members = tuple(dataclasses.replace(
+      m, train_model=models.freezing.train_model_for(m.train_model, params, patterns),
+      rules=rules(m.config)) for m in setup.members)
+  return dataclasses.replace(
+      setup, members=members, traced_rules=_traced_rules(setup, params),
+      train_model=models.freezing.train_model_for(setup.train_model, params, patterns),
+      rules=rules(setup.config))
+
+
+def _traced_rules(setup: Setup, params: Any) -> tuple[dict, frozenset] | None:
+  """``Setup.traced_rules`` for a population that varies l1/l2 under 'vmap'."""
+  config = setup.config
+  vary = config_lib.parse_vary(config.population.vary)
+  if not setup.members or not {"regularization.l1", "regularization.l2"} & set(vary):
+    return None
+  if config_lib.population_mode(config, jax.default_backend()) != "vmap":
+    return None
+  marked = config.regularization.to_dict()
+  marked.update(l1=1.0, l2=1.0)  # Every global path gets a rule: the member's values.
+  model_rules = models.param_rules(setup.model)
+  rules = optim.regularizers.build_rules(model_rules, params, marked)
+  return rules, frozenset(p for p in rules if p not in (model_rules or {}))
+
+
 def _print_start(setup: Setup, state: TrainState) -> None:
   config, info, data = setup.config, setup.data.info, setup.data
+  state = _member0(state)
   print(models.summary(setup.model, info.image_shape))
   if config.transfer.source or config.regularization.freeze:
     print(models.freezing.describe(setup.model, state.params,
@@ -206,6 +300,12 @@ def _print_start(setup: Setup, state: TrainState) -> None:
         f"validation / {info.num_test} test, {data.steps_per_epoch} steps of "
         f"{config.training.batch_size} per epoch on {jax.device_count()} "
         f"device(s) ({jax.devices()[0].platform}).")
+  if setup.members:
+    print(f"Population: {len(setup.members)} members in one program "
+          f"({config_lib.population_mode(config, jax.default_backend())} mode), "
+          "varying " + (config.population.vary or
+                        f"the seed ({', '.join(str(m.config.seed) for m in setup.members)})")
+          + ".")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
@@ -221,7 +321,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     ``(state, history)``: the final TrainState and a Keras-like history dict
     of per-epoch lists (``loss``, ``accuracy``, ``val_loss``,
     ``val_accuracy``, ``lr``, ``epoch_time``, ``images_per_second``), plus
-    the final ``test_loss`` and ``test_accuracy`` floats.
+    the final ``test_loss`` and ``test_accuracy`` floats. For a population
+    (``training.population > 1``) the state has a leading member axis
+    (``state.member(state, i)``) and the history gives each metric as the
+    members' mean, ``<metric>_std`` and ``members`` (one such dict per
+    member, ``test_*`` included).
 
   Raises:
     config_lib.ConfigError: the config cannot run (before anything compiles).
@@ -238,6 +342,8 @@ def fit(setup: Setup, state: TrainState, progress: Progress,
         ckpt: checkpoint_lib.Checkpointer) -> tuple[TrainState, dict[str, Any]]:
   """Trains from ``progress`` to ``training.num_epochs``, then tests.
 
+  A population (``setup.members``) trains every member in each step.
+
   Each epoch trains, validates (every ``eval_every_epochs``), steps the
   plateau schedule, logs and checkpoints; the test split is scored at the
   end and ``results.json`` written. A finished run is only tested again.
@@ -246,12 +352,7 @@ def fit(setup: Setup, state: TrainState, progress: Progress,
     ``(state, history)`` as :func:`train_and_evaluate`.
   """
   config = setup.config
-  train_step = parallel.make_train_step(
-      setup.train_model, setup.tx,
-      penalty_fn=lambda p: optim.regularizers.penalty(p, setup.rules),
-      project_fn=lambda p: optim.constraints.project(p, setup.rules),
-      label_smoothing=config.training.label_smoothing,
-      pmap=not jax.config.jax_debug_nans)
+  train_step = _make_train_step(setup)
   eval_step = parallel.make_eval_step(
       setup.model, pmap=not jax.config.jax_debug_nans,
       test_time_flip=setup.test_time_flip)
@@ -272,18 +373,71 @@ def fit(setup: Setup, state: TrainState, progress: Progress,
   return state, progress.history
 
 
+def _step_args(config, train_model, tx, rules) -> dict[str, Any]:
+  """The arguments of ``parallel.make_train_step`` for one model."""
+  return {"model": train_model, "tx": tx,
+          "penalty_fn": lambda p: optim.regularizers.penalty(p, rules),
+          "project_fn": lambda p: optim.constraints.project(p, rules),
+          "label_smoothing": config.training.label_smoothing}
+
+
+def _make_train_step(setup: Setup):
+  """The compiled train step: a single run's, or the population's."""
+  pmap = not jax.config.jax_debug_nans
+  if not setup.members:
+    return parallel.make_train_step(
+        **_step_args(setup.config, setup.train_model, setup.tx, setup.rules), pmap=pmap)
+  mode = config_lib.population_mode(setup.config, jax.default_backend())
+  members = [_step_args(m.config, m.train_model, m.tx, m.rules) for m in setup.members]
+  if mode == "loop":
+    return parallel.make_population_step(members, mode=mode, pmap=pmap)
+  vary = config_lib.parse_vary(setup.config.population.vary)
+  hparams, penalty_with = {}, None
+  if "training.label_smoothing" in vary:
+    hparams["label_smoothing"] = jnp.asarray(
+        [m.config.training.label_smoothing for m in setup.members], jnp.float32)
+  if setup.traced_rules is not None:
+    for k in ("l1", "l2"):
+      hparams[k] = jnp.asarray([m.config.regularization[k] for m in setup.members],
+                               jnp.float32)
+    rules, traced = setup.traced_rules
+    penalty_with = lambda p, hp: optim.regularizers.penalty_with(
+        p, rules, traced, hp["l1"], hp["l2"])
+  return parallel.make_population_step(members, mode=mode, hparams=hparams,
+                                       penalty_with=penalty_with, pmap=pmap)
+
+
 def _epoch(setup, state, progress, train_step, eval_step, writer, signals, ckpt):
   """Trains one epoch (or its remainder), validates, logs and checkpoints."""
-  config, data = setup.config, setup.data
+  config = setup.config
   num_epochs = config.training.num_epochs
   state, metrics = _train_epoch(setup, train_step, state, progress, writer,
                                 signals, ckpt)
   progress.partial = {}
   progress.epoch += 1
   epoch = progress.epoch
+  end = _population_epoch_end if setup.members else _epoch_end
+  state, row = end(setup, state, progress.history, metrics, eval_step, epoch, writer)
+  if is_main_process():
+    workdir_lib.write_json(os.path.join(setup.workdir, "history.json"), progress.history)
+  if epoch % config.training.checkpoint_every_epochs == 0 or epoch == num_epochs:
+    metric = config.training.best_metric
+    ckpt.save(_step(state), state, _meta(setup, progress),
+              metrics={metric: row[metric]} if metric in row else None)
+  return state
+
+
+def _validates(config, epoch: int) -> bool:
+  return (epoch % config.training.eval_every_epochs == 0
+          or epoch == config.training.num_epochs)
+
+
+def _epoch_end(setup, state, history, metrics, eval_step, epoch, writer):
+  """A single run's validation, plateau step, history row and log line."""
+  config, data = setup.config, setup.data
   row = {"loss": metrics["loss"], "accuracy": metrics["accuracy"]}
   if data.info.num_validation > 0:
-    if epoch % config.training.eval_every_epochs == 0 or epoch == num_epochs:
+    if _validates(config, epoch):
       val = evaluate(eval_step, state, data, "validation")
       row.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
       opt_state, plateau = optim.on_epoch_end(
@@ -294,15 +448,72 @@ def _epoch(setup, state, progress, train_step, eval_step, writer, signals, ckpt)
   row.update(lr=float(parallel.to_host(optim.learning_rate(state.opt_state))),
              epoch_time=metrics["time"], images_per_second=metrics["images_per_second"])
   for k, v in row.items():
-    progress.history[k].append(v)
-  _log_epoch(epoch, num_epochs, row, writer)
-  if is_main_process():
-    workdir_lib.write_json(os.path.join(setup.workdir, "history.json"), progress.history)
-  if epoch % config.training.checkpoint_every_epochs == 0 or epoch == num_epochs:
-    metric = config.training.best_metric
-    ckpt.save(_step(state), state, _meta(setup, progress),
-              metrics={metric: row[metric]} if metric in row else None)
-  return state
+    history[k].append(v)
+  _log_epoch(epoch, config.training.num_epochs, row, writer)
+  return state, row
+
+
+def _population_epoch_end(setup, state, history, metrics, eval_step, epoch, writer):
+  """A population's epoch end: per member, then mean and std (:func:`_append_members`).
+
+  Each member validates and steps its own plateau schedule, as its single
+  run would. Returns the state and the row of member means.
+  """
+  config, data, n = setup.config, setup.data, len(setup.members)
+  rows = [{"loss": float(metrics["loss"][i]), "accuracy": float(metrics["accuracy"][i])}
+          for i in range(n)]
+  if data.info.num_validation > 0:
+    if _validates(config, epoch):
+      vals = evaluate_members(eval_step, state, data, "validation")
+      ends = [optim.on_epoch_end(state_lib.member(state, i).opt_state,
+                                 state_lib.member(state, i).plateau, v["loss"],
+                                 m.config.schedule)
+              for i, (v, m) in enumerate(zip(vals, setup.members))]
+      state = state.replace(opt_state=_stack([e[0] for e in ends]),
+                            plateau=_stack([e[1] for e in ends]))
+      for r, v in zip(rows, vals):
+        r.update(val_loss=v["loss"], val_accuracy=v["accuracy"])
+    else:
+      for r in rows:
+        r.update(val_loss=float("nan"), val_accuracy=float("nan"))
+  lrs = np.asarray(parallel.to_host(optim.learning_rate(state.opt_state))).reshape(-1)
+  for r, lr in zip(rows, lrs):
+    r["lr"] = float(lr)
+  shared = {"epoch_time": metrics["time"],
+            "images_per_second": metrics["images_per_second"]}
+  row = _append_members(history, rows, shared)
+  _log_population_epoch(epoch, config.training.num_epochs, history, rows, shared, writer)
+  return state, row
+
+
+def _stack(trees: list[Any]) -> Any:
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def _mean_std(values) -> tuple[float, float]:
+  """Mean and sample standard deviation (ddof=1; 0 for one value); NaNs stay NaN."""
+  v = np.asarray(values, np.float64)
+  return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def _append_members(history: dict, rows: list[dict], shared: dict) -> dict:
+  """Appends a population's epoch to ``history``; returns the row of means.
+
+  ``history[k]`` gets the members' mean, ``history[k + '_std']`` their
+  standard deviation (ddof=1), ``history['members'][i][k]`` member i's
+  value; ``shared`` keys (time, speed) are appended as they are.
+  """
+  means = {}
+  for k in rows[0]:
+    mean, std = _mean_std([r[k] for r in rows])
+    history[k].append(mean)
+    history[k + "_std"].append(std)
+    means[k] = mean
+    for member_history, r in zip(history["members"], rows):
+      member_history[k].append(r[k])
+  for k, v in shared.items():
+    history[k].append(v)
+  return {**means, **shared}
 
 
 def _meta(setup: Setup, progress: Progress, partial: dict | None = None) -> dict:
@@ -312,6 +523,8 @@ def _meta(setup: Setup, progress: Progress, partial: dict | None = None) -> dict
 
 def _test(setup, state, history, eval_step, writer, epochs):
   """Scores the test split; writes history.json, results.json, TensorBoard."""
+  if setup.members:
+    return _test_population(setup, state, history, eval_step, writer, epochs)
   test = evaluate(eval_step, state, setup.data, "test")
   history["test_loss"], history["test_accuracy"] = test["loss"], test["accuracy"]
   print(f"Test: loss {test['loss']:.4f}, accuracy {test['accuracy']:.4f} "
@@ -329,14 +542,42 @@ def _test(setup, state, history, eval_step, writer, epochs):
     writer.scalar("test/accuracy", test["accuracy"], step)
 
 
+def _test_population(setup, state, history, eval_step, writer, epochs):
+  """Each member on the test split; mean and std in history and results.json."""
+  tests = evaluate_members(eval_step, state, setup.data, "test")
+  summary = {"population": len(tests), "vary": setup.config.population.vary,
+             "seeds": [m.config.seed for m in setup.members]}
+  for k in ("loss", "accuracy"):
+    values = [t[k] for t in tests]
+    history[f"test_{k}"], history[f"test_{k}_std"] = _mean_std(values)
+    summary[f"test_{k}"], summary[f"test_{k}_std"] = _mean_std(values)
+    summary[f"test_{k}_members"] = values
+    for member_history, v in zip(history["members"], values):
+      member_history[f"test_{k}"] = v
+  print(f"Test: loss {summary['test_loss']:.4f} ± {summary['test_loss_std']:.4f}, "
+        f"accuracy {summary['test_accuracy']:.4f} ± {summary['test_accuracy_std']:.4f} "
+        f"(mean ± std of {len(tests)} members; {tests[0]['count']} examples).")
+  if not is_main_process():
+    return
+  step = _step(state)
+  workdir_lib.write_json(os.path.join(setup.workdir, "history.json"), history)
+  workdir_lib.write_json(os.path.join(setup.workdir, "results.json"), {
+      **summary, "test_count": tests[0]["count"], "epochs": epochs, "step": step})
+  if writer is not None:
+    for k in ("loss", "accuracy"):
+      writer.scalar(f"test/{k}", summary[f"test_{k}"], step)
+      for i, v in enumerate(summary[f"test_{k}_members"]):
+        writer.scalar(f"test/{k}/member_{i}", v, step)
+
+
 def _train_epoch(setup, train_step, state, progress, writer, signals, ckpt):
   """One epoch (or its remainder after a resume); returns state and metrics."""
   config, epoch = setup.config, progress.epoch
   steps = setup.data.steps_per_epoch
   start_step = _step(state) - epoch * steps
   partial = progress.partial
-  acc = _MetricAccumulator(partial.get("loss_sum", 0.0),
-                           partial.get("accuracy_sum", 0.0), partial.get("count", 0))
+  acc = _MetricAccumulator(_sums(partial.get("loss_sum", 0.0)),
+                           _sums(partial.get("accuracy_sum", 0.0)), partial.get("count", 0))
   bar = tqdm.tqdm(total=steps, initial=start_step, desc=f"Epoch {epoch + 1}/"
                   f"{config.training.num_epochs}", unit="step",
                   disable=not (config.training.progress_bar and is_main_process()),
@@ -348,7 +589,7 @@ def _train_epoch(setup, train_step, state, progress, writer, signals, ckpt):
     for batch in setup.data.train_epoch(epoch, start_step=start_step):
       state, metrics = train_step(state, batch)
       step += 1
-      images += config.training.batch_size
+      images += config.training.batch_size * max(len(setup.members), 1)
       acc.add(step, metrics)
       at_refresh = step % REFRESH_EVERY_STEPS == 0
       if at_refresh or (signals.raised and jax.process_count() == 1):
@@ -369,7 +610,7 @@ def _train_epoch(setup, train_step, state, progress, writer, signals, ckpt):
 def _save_and_stop(setup, state, progress, acc, ckpt, bar, step, signals):
   """SIGTERM or SIGINT: a complete checkpoint of this step, then :class:`Preempted`."""
   ckpt.save(step, state, _meta(setup, progress, {
-      "loss_sum": acc.loss_sum, "accuracy_sum": acc.accuracy_sum,
+      "loss_sum": _json(acc.loss_sum), "accuracy_sum": _json(acc.accuracy_sum),
       "count": acc.count}))
   ckpt.wait()
   bar.close()
@@ -380,17 +621,35 @@ def _save_and_stop(setup, state, progress, acc, ckpt, bar, step, signals):
 
 
 def _non_finite_error(e, state, epoch, ckpt) -> NonFiniteLossError:
-  lr = float(parallel.to_host(optim.learning_rate(state.opt_state)))
+  lr = _host(parallel.to_host(optim.learning_rate(state.opt_state)))
   last = ckpt.all_steps()
   ckpt.wait()
+  # A population lists every member's values.
+  shown = lambda x, fmt="": (format(float(x), fmt) if np.ndim(x) == 0
+                             else [format(float(v), fmt) for v in np.ravel(x)])
   return NonFiniteLossError(
       f"Non-finite loss at step {e.step} (epoch {epoch + 1}): loss="
-      f"{float(e.metrics['loss'])}, gradient norm={float(e.metrics['grad_norm'])}, "
-      f"learning rate={lr:g}. Nothing was saved after it; the last good "
+      f"{shown(e.metrics['loss'])}, gradient norm={shown(e.metrics['grad_norm'])}, "
+      f"learning rate={shown(lr, 'g')}. Nothing was saved after it; the last good "
       f"checkpoint is " + (f"step {last[-1]} in {ckpt.directory}" if last
                            else "none (no checkpoint yet)") +
       ". Lower optimizer.learning_rate, add clipping (optimizer.clipnorm), "
       "or rerun with --debug_nans to find the op.")
+
+
+def _sums(value):
+  """A saved metric sum: a float, or a population's list as an array."""
+  return np.asarray(value, np.float64) if isinstance(value, list) else value
+
+
+def _json(value):
+  """A metric sum for JSON: a float, or a population's array as a list."""
+  return value.tolist() if isinstance(value, np.ndarray) else value
+
+
+def _host(value):
+  """A fetched metric: a float for a single run, float64[members] for a population."""
+  return float(value) if np.ndim(value) == 0 else np.asarray(value, np.float64)
 
 
 class _MetricAccumulator:
@@ -412,10 +671,10 @@ class _MetricAccumulator:
     self.pending = []
     rows = list(zip(steps, fetched))
     for step, m in rows:
-      if not (math.isfinite(float(m["loss"])) and math.isfinite(float(m["grad_norm"]))):
+      if not (np.all(np.isfinite(m["loss"])) and np.all(np.isfinite(m["grad_norm"]))):
         raise _NonFinite(step, m)
-      self.loss_sum += float(m["loss"])
-      self.accuracy_sum += float(m["accuracy"])
+      self.loss_sum = self.loss_sum + _host(m["loss"])
+      self.accuracy_sum = self.accuracy_sum + _host(m["accuracy"])
       self.count += 1
     return rows
 
@@ -446,12 +705,34 @@ def evaluate(eval_step, state: TrainState, data, split: str) -> dict[str, float]
           "accuracy": float(totals["correct"]) / count, "count": int(count)}
 
 
-def _empty_history(has_validation: bool) -> dict[str, list]:
+def evaluate_members(eval_step, state: TrainState, data, split: str) -> list[dict]:
+  """:func:`evaluate` for each member of a population, reading the split once."""
+  n = state_lib.population_size(state)
+  members = [state_lib.member(state, i) for i in range(n)]
+  totals = [None] * n
+  for batch in data.eval_batches(split):
+    for i, member in enumerate(members):
+      sums = eval_step(member, batch)
+      totals[i] = sums if totals[i] is None else jax.tree.map(jnp.add, totals[i], sums)
+  out = []
+  for t in parallel.to_host(totals):
+    count = float(t["count"])
+    out.append({"loss": float(t["loss"]) / count,
+                "accuracy": float(t["correct"]) / count, "count": int(count)})
+  return out
+
+
+def _empty_history(has_validation: bool, population: int = 0) -> dict[str, list]:
+  """A new history; a population's also has ``<key>_std`` and ``members``."""
   keys = ["loss", "accuracy"]
   if has_validation:
     keys += ["val_loss", "val_accuracy"]
-  keys += ["lr", "epoch_time", "images_per_second"]
-  return {k: [] for k in keys}
+  keys += ["lr"]
+  history = {k: [] for k in keys + ["epoch_time", "images_per_second"]}
+  if population:
+    history.update({f"{k}_std": [] for k in keys})
+    history["members"] = [{k: [] for k in keys} for _ in range(population)]
+  return history
 
 
 class _StopSignals:
@@ -515,14 +796,32 @@ def _refresh(acc, bar, writer, config, step, epoch_start_step):
   if not rows:
     return
   bar.update(step - epoch_start_step - bar.n)
-  bar.set_postfix(loss=f"{acc.loss:.4f}", accuracy=f"{acc.accuracy:.4f}")
+  bar.set_postfix(loss=_spread(acc.loss, ".4f"), accuracy=_spread(acc.accuracy, ".4f"))
   if writer is not None:
     every = config.training.log_every_steps
     for s, m in rows:
       if s % every == 0:
-        writer.scalar("train/loss", float(m["loss"]), s)
-        writer.scalar("train/accuracy", float(m["accuracy"]), s)
-        writer.scalar("train/grad_norm", float(m["grad_norm"]), s)
+        for k in ("loss", "accuracy", "grad_norm"):
+          _scalars(writer, f"train/{k}", m[k], s)
+
+
+def _spread(value, fmt: str) -> str:
+  """``'0.1234'``, or a population's ``'0.1234±0.0056'`` (mean ± std)."""
+  if np.ndim(value) == 0:
+    return format(float(value), fmt)
+  mean, std = _mean_std(value)
+  return f"{mean:{fmt}}±{std:{fmt}}"
+
+
+def _scalars(writer, tag: str, value, step: int) -> None:
+  """One scalar; a population's mean under ``tag`` and each member's under
+  ``tag/member_<i>``."""
+  if np.ndim(value) == 0:
+    writer.scalar(tag, float(value), step)
+    return
+  writer.scalar(tag, _mean_std(value)[0], step)
+  for i, v in enumerate(np.asarray(value).reshape(-1)):
+    writer.scalar(f"{tag}/member_{i}", float(v), step)
 
 
 def _log_epoch(epoch, num_epochs, row, writer):
@@ -536,6 +835,25 @@ def _log_epoch(epoch, num_epochs, row, writer):
         writer.scalar(f"epoch/{k}", v, epoch)
 
 
+def _log_population_epoch(epoch, num_epochs, history, rows, shared, writer):
+  """Prints mean ± std of each metric; TensorBoard gets mean, std and members."""
+  parts = [f"{k}: {history[k][-1]:.4g} ± {history[k + '_std'][-1]:.2g}" for k in rows[0]]
+  parts += [f"{k}: {v:.4g}" for k, v in shared.items()]
+  text = " - ".join(parts)
+  if is_main_process():
+    print(f"Epoch {epoch}/{num_epochs} - {text}")
+  logging.info("epoch %d: %s", epoch, text)
+  if writer is None:
+    return
+  for k in rows[0]:
+    values = [r[k] for r in rows]
+    if not any(math.isnan(v) for v in values):
+      _scalars(writer, f"epoch/{k}", np.asarray(values), epoch)
+      writer.scalar(f"epoch/{k}_std", history[k + "_std"][-1], epoch)
+  for k, v in shared.items():
+    writer.scalar(f"epoch/{k}", v, epoch)
+
+
 def _summary_writer(workdir):
   if not is_main_process():
     return None
@@ -543,15 +861,31 @@ def _summary_writer(workdir):
   return tensorboard.SummaryWriter(os.path.join(workdir, "tensorboard"))
 
 
-def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str,
+                     member: int | None = None) -> dict:
   """Evaluates the latest checkpoint of ``workdir`` on the test split.
 
   Args:
     config: the config to read the data with (``run.workdir_config``).
     workdir: a training workdir.
+    member: a population workdir's member; None evaluates every member
+      and reports their mean ± std (a single run's workdir: None or 0).
+
+  Returns:
+    ``{'loss', 'accuracy', 'count'}``; for a whole population also
+    ``loss_std``, ``accuracy_std`` and ``members`` (each member's).
   """
   config_lib.validate(config)
-  model, variables, _ = state_lib.load_for_inference(workdir)
+  if member is None and config.training.population > 1:
+    members = [evaluate_workdir(config, workdir, i) for i in range(config.training.population)]
+    result = {"count": members[0]["count"], "members": members}
+    for k in ("loss", "accuracy"):
+      result[k], result[f"{k}_std"] = _mean_std([m[k] for m in members])
+    print(f"Population of {len(members)}: test loss {result['loss']:.4f} ± "
+          f"{result['loss_std']:.4f}, accuracy {result['accuracy']:.4f} ± "
+          f"{result['accuracy_std']:.4f} (mean ± std).")
+    return result
+  model, variables, _ = state_lib.load_for_inference(workdir, member=member)
   data = data_lib.create(config.dataset,
                          global_batch_size=config.training.batch_size,
                          seed=config.seed)

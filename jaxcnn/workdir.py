@@ -195,3 +195,23 @@ def record_config(workdir: str, config: Any, changes: dict[str, tuple[Any, Any]]
              "changes": {k: {"saved": a, "new": b} for k, (a, b) in changes.items()}}
     with open(os.path.join(workdir, CONFIG_HISTORY_FILE), "a") as f:
       f.write(json.dumps(entry) + "\n")
+
+
+def check_population(workdir: str, config: Any) -> None:
+  """Refuses to resume a workdir's population with another size.
+
+  Raises:
+    PopulationError: the saved run has another ``training.population``;
+      both sizes are named.
+  """
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    saved = json.load(f).get("training", {}).get("population", 1)
+  new = config.training.population
+  if saved != new:
+    raise config_lib.PopulationError(
+        f"Cannot resume {workdir}: its run trains a population of {saved} "
+        f"member(s) (training.population={saved}), this command asks for {new}. "
+        f"Rerun with --config.training.population={saved}, or use another --workdir.")

@@ -248,13 +248,15 @@ def test_flags_reach_run(monkeypatch, tmp_path):
   assert calls == [(("regularization_ladder", str(tmp_path)), dict(
       members=["l2", "l1"], options="overfit",
       overrides=dict(epochs=2, train_examples=500, test_examples=100, batch_size=32),
-      overwrite=True, plot=False))]
+      overwrite=True, plot=False, seeds=0))]
   # A second parse in the same process starts again from the defaults.
   _cli("--config_file=regularization_ladder", f"--out={tmp_path}")
   assert calls[1][1] == dict(
       members=None, options="",
       overrides=dict(epochs=0, train_examples=0, test_examples=0, batch_size=0),
-      overwrite=False, plot=True)
+      overwrite=False, plot=True, seeds=0)
+  _cli("--config_file=regularization_ladder", f"--out={tmp_path}", "--seeds=3")
+  assert calls[2][1]["seeds"] == 3
 
 
 def test_table_only_tabulates_finished_members(tiny_ladder, tmp_path):
@@ -316,3 +318,42 @@ def test_the_module_command_prints_one_line(tmp_path):
   errors = [l for l in result.stderr.splitlines() if l.startswith("error: ")]
   assert errors and "No ladder file 'no_such_ladder'" in errors[0]
   assert "Traceback" not in result.stderr
+
+
+def test_interval_and_welch_against_hand_computed_values():
+  mean, std, low, high = ladder_lib.interval([1.0, 2.0, 3.0])
+  # t_{0.975, 2} = 4.302653: the half-width is 4.302653 * 1 / sqrt(3).
+  assert (mean, std) == (2.0, 1.0)
+  assert high - mean == pytest.approx(4.302653 / 3 ** 0.5, rel=1e-6)
+  assert mean - low == pytest.approx(high - mean)
+  # Welch: t = -3 / sqrt(1/3 + 1/3) = -3.674, df = 4, two-sided p = 0.02131.
+  assert ladder_lib.welch([1.0, 2.0, 3.0], [4.0, 5.0, 6.0]) == pytest.approx(0.02131, abs=1e-5)
+  assert ladder_lib.welch([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == pytest.approx(1.0)
+  assert math.isnan(ladder_lib.welch([1.0], [2.0, 3.0]))
+
+
+def test_seeds_train_each_rung_as_a_population_with_intervals_and_welch(
+    tiny_ladder, tmp_path):
+  out = str(tmp_path / "out")
+  rows = ladder_lib.run(tiny_ladder, out, seeds=3, train_fn=CountingTrain())
+  assert [r["seeds"] for r in rows] == [3, 3]
+  for row in rows:
+    results = _read(os.path.join(out, row["member"], "results.json"))
+    assert results["population"] == 3
+    accs = results["test_accuracy_members"]
+    mean, std, low, high = ladder_lib.interval(accs)
+    assert row["test_accuracy"] == pytest.approx(mean)
+    assert row["test_accuracy_std"] == pytest.approx(std)
+    assert (row["test_accuracy_ci_low"], row["test_accuracy_ci_high"]) == pytest.approx(
+        (low, high))
+  p = ladder_lib.welch(rows[1]["test_accuracy_members"], rows[0]["test_accuracy_members"])
+  assert rows[1]["test_accuracy_p_vs_first"] == pytest.approx(p, nan_ok=True)
+  assert "vs_first" not in rows[0] and rows[1]["vs_first"].split(" (")[0] in (
+      "differs", "within noise", "-")
+  markdown = open(os.path.join(out, "results.md")).read()
+  assert "Welch's two-sided t-test" in markdown and " ± " in markdown and "[" in markdown
+  with open(os.path.join(out, "results.csv")) as f:
+    table = list(csv.DictReader(f))
+  assert float(table[0]["test_accuracy_ci_high"]) == pytest.approx(
+      rows[0]["test_accuracy_ci_high"])
+  assert os.path.getsize(os.path.join(out, "curves.png")) > 0

@@ -27,6 +27,7 @@ from jaxcnn import config as config_lib
 from jaxcnn import models
 from jaxcnn import optim
 from jaxcnn import parallel
+from jaxcnn import state as state_lib
 from jaxcnn import train
 from jaxcnn import state as state_lib
 

@@ -31,7 +31,7 @@ from jaxcnn.data import splits
 from jaxcnn.data import statistics
 from jaxcnn.data.errors import (BrokenDataError, ChecksumError, DatasetNotFoundError,
                                 MirrorFileError, PreparedDataError, UnknownDatasetError)
-from jaxcnn.data.pipeline import Batch, Data, DataInfo
+from jaxcnn.data.pipeline import Batch, Data, DataInfo, PopulationData
 from jaxcnn.data.sources import prepare
 from jaxcnn.data.splits import SPLITS
 
@@ -51,7 +51,7 @@ def _hide_gpus_from_tf() -> None:
 
 _hide_gpus_from_tf()
 
-__all__ = ["SPLITS", "Batch", "BrokenDataError", "ChecksumError", "Data", "DataInfo",
+__all__ = ["SPLITS", "Batch", "BrokenDataError", "ChecksumError", "Data", "DataInfo", "PopulationData",
            "DatasetNotFoundError", "MirrorFileError", "PreparedDataError",
            "UnknownDatasetError", "create", "prepare"]
 

@@ -27,6 +27,7 @@ normalization statistics); it only iterates.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any, Iterator, Mapping
 
@@ -112,6 +113,16 @@ class Data:
     self._augment = augment
     self._mean = tf.constant(info.mean)
     self._std = tf.constant(info.std)
+
+  def reseeded(self, seed: int) -> "Data":
+    """The same data (the decoded cache shared, not copied) under another seed.
+
+    The training order and augmentation become those of ``seed``; the
+    evaluation batches do not depend on it.
+    """
+    other = copy.copy(self)
+    other._seed = int(seed)
+    return other
 
   # --- batch finishing --------------------------------------------------------
 
@@ -343,3 +354,34 @@ class Data:
       images.append(batch["image"].reshape(-1, *self.info.image_shape)[mask])
       labels.append(batch["label"].reshape(-1)[mask])
     return np.concatenate(images), np.concatenate(labels)
+
+
+class PopulationData:
+  """Several members' training orders over one decoded dataset.
+
+  Member ``i`` gets exactly the batches ``data.reseeded(seeds[i])`` would
+  give a single run (its seed fixes its order and augmentation); the
+  examples are read and decoded once (``Data.reseeded`` shares the cache).
+
+  Args:
+    data: the dataset.
+    seeds: each member's data seed.
+  """
+
+  def __init__(self, data: Data, seeds: list[int]):
+    self.members = [data.reseeded(s) for s in seeds]
+    self.info = data.info
+    self.steps_per_epoch = data.steps_per_epoch
+
+  def train_epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
+    """``{'image': f32[M, D, b, H, W, C], 'label': i32[M, D, b]}`` batches, M members."""
+    iterators = [m.train_epoch(epoch, start_step) for m in self.members]
+    for batches in zip(*iterators):
+      yield {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+
+  def eval_batches(self, split: str) -> Iterator[Batch]:
+    """Every example of ``split`` once (the same for every member)."""
+    return self.members[0].eval_batches(split)
+
+  def eval_steps(self, split: str) -> int:
+    return self.members[0].eval_steps(split)

@@ -122,3 +122,28 @@ def penalty(params: Any, rules: Mapping[str, ParamRule]) -> jnp.ndarray:
     if rule.l2:
       total = total + rule.l2 * jnp.sum(jnp.square(w))
   return total
+
+
+def penalty_with(params: Any, rules: Mapping[str, ParamRule], traced: frozenset[str],
+                 l1: jnp.ndarray, l2: jnp.ndarray) -> jnp.ndarray:
+  """:func:`penalty` with the paths in ``traced`` weighted by ``l1``/``l2`` values.
+
+  A population under ``vmap`` gives each member its global l1/l2 as traced
+  scalars: ``rules`` must hold a rule for every such path (built with a
+  non-zero global l1 and l2), and the others keep their own. A zero value
+  adds an exact zero, so the result and its gradient are those of
+  :func:`penalty` with the member's rules.
+  """
+  leaves = _paths.flatten(params)
+  total = jnp.zeros([], jnp.float32)
+  for path, rule in rules.items():
+    w = leaves[path]
+    if path in traced:
+      total = total + l1 * jnp.sum(jnp.abs(w))
+      total = total + l2 * jnp.sum(jnp.square(w))
+      continue
+    if rule.l1:
+      total = total + rule.l1 * jnp.sum(jnp.abs(w))
+    if rule.l2:
+      total = total + rule.l2 * jnp.sum(jnp.square(w))
+  return total

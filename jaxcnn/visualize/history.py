@@ -14,6 +14,7 @@ import numbers
 import os
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -62,6 +63,8 @@ def load_history(source: HistoryLike) -> dict[str, list[float] | float]:
                     f"got {type(source).__name__}")
   history = {}
   for key, values in source.items():
+    if key == "members":  # A population's per-member histories: the mean and
+      continue            # '<key>_std' lists are what the figures draw.
     key = _ALIASES.get(key, key)
     if hasattr(values, "tolist"):  # numpy / jax arrays and scalars
       values = values.tolist()
@@ -126,7 +129,14 @@ def _plot(ax, history: Mapping[str, Any], key: str, *args: Any, **kwargs: Any) -
   values = _series(history, key)
   if values is None:
     return []
-  return ax.plot(range(1, len(values) + 1), values, *args, **kwargs)
+  epochs = range(1, len(values) + 1)
+  lines = ax.plot(epochs, values, *args, **kwargs)
+  std = _series(history, key + "_std")  # A population: mean ± std as a band.
+  if std is not None and len(std) == len(values):
+    mean, std = np.asarray(values), np.asarray(std)
+    ax.fill_between(epochs, mean - std, mean + std, color=lines[0].get_color(),
+                    alpha=0.2, linewidth=0)
+  return lines
 
 
 def plot_history(history: HistoryLike, *, style: str = "twin", show_lr: bool = False,

@@ -246,7 +246,8 @@ def plot_workdir(config: ml_collections.ConfigDict | None, workdir: str, *,
                  num_images: int = 3, pattern_layers: Sequence[str] | None = None,
                  num_patterns: int = 64, pattern_steps: int = 40,
                  pattern_step_size: float = 1.0, seed: int = 0,
-                 classic_kernels: bool = True, dpi: int = 100) -> list[str]:
+                 classic_kernels: bool = True, dpi: int = 100,
+                 member: int | None = None) -> list[str]:
   """Writes the figures of a trained workdir into ``<workdir>/plots/``.
 
   * ``history.png``: accuracy and loss per epoch, train vs validation (from
@@ -284,6 +285,8 @@ def plot_workdir(config: ml_collections.ConfigDict | None, workdir: str, *,
     seed: seed of the starting noise of the patterns.
     classic_kernels: also draw the classic kernels figure.
     dpi: pixels per inch of every PNG.
+    member: a population workdir's member (required there); its figures go
+      to ``plots/member_<i>/`` (the curves are the population's mean ± std).
 
   Returns:
     The paths written, in the order above (none on processes other than 0).
@@ -302,8 +305,9 @@ def plot_workdir(config: ml_collections.ConfigDict | None, workdir: str, *,
   workdir = os.path.abspath(workdir)
   if config is None:
     config = state.read_config(workdir)
-  model, variables, _ = state.load_for_inference(workdir)
-  out = _Output(os.path.join(workdir, PLOTS_DIR))
+  model, variables, _ = state.load_for_inference(workdir, member=member)
+  out = _Output(os.path.join(workdir, PLOTS_DIR,
+                             *([f"member_{member}"] if member is not None else [])))
   _plot_curves(out, workdir, f"{config.model.name} on {config.dataset.name}", dpi)
   convs = conv_layer_names(model, variables)
   if not convs:

@@ -1,0 +1,228 @@
+"""Populations through the real loop: members equal their single runs, resume, logs.
+
+Each test trains tiny CNNs on scikit-learn's digits (offline, every machine)
+with 4 fake CPU devices (tests/conftest.py).
+"""
+
+import json
+import os
+import signal
+
+import jax
+import numpy as np
+import pytest
+
+from jaxcnn import checkpoint as checkpoint_lib
+from jaxcnn import config as config_lib
+from jaxcnn import data as data_lib
+from jaxcnn import parallel
+from jaxcnn import state as state_lib
+from jaxcnn import train
+
+# A member and its single run compute the same float32 operations in two
+# compiled programs that XLA may fuse differently: after 16 steps they agree
+# to rounding error, not bit for bit. Under 'vmap' the members' convolutions
+# become one grouped convolution that sums in another order; Adam divides
+# by the root of the squared gradients, which turns rounding differences in
+# near-zero gradients into visible ones, and BatchNorm divides a nearly
+# constant channel by its tiny spread, so 'vmap' is held to a looser bound
+# (still far below the differences between members: the tests check those),
+# looser again for Adam's moments, which sum those gradients.
+RTOL, ATOL = 1e-4, 1e-5
+TOLERANCE = {"loop": (RTOL, ATOL), "vmap": (1e-3, 3e-4)}
+OPT_STATE_TOLERANCE = {"loop": (RTOL, ATOL), "vmap": (3e-2, 3e-3)}
+
+
+@pytest.fixture(scope="module")
+def digits_dir(tmp_path_factory):
+  data_dir = str(tmp_path_factory.mktemp("tfds_digits"))
+  data_lib.prepare("sklearn_digits", data_dir=data_dir)
+  return data_dir
+
+
+def tiny_config(data_dir, population=3, vary="", mode="auto"):
+  """cnn_small_bn + dropout: BatchNorm statistics and dropout keys both count."""
+  c = config_lib.defaults()
+  c.dataset.name = "sklearn_digits"
+  c.dataset.data_dir = data_dir
+  c.dataset.num_train_examples = 160  # 128 train (8 steps of 16) + 32 validation
+  c.dataset.validation_split = 32
+  c.dataset.num_test_examples = 100
+  c.model.name = "cnn_small_bn"
+  c.model.dropout_rate = 0.3
+  c.optimizer.name = "adam"
+  c.optimizer.learning_rate = 3e-3
+  c.training.batch_size = 16
+  c.training.num_epochs = 2
+  c.training.progress_bar = False
+  c.training.population = population
+  c.population.vary = vary
+  c.training.population_mode = mode
+  return c
+
+
+def assert_trees_close(a, b, rtol=RTOL, atol=ATOL):
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  for (path, x), y in zip(jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol,
+                               err_msg=jax.tree_util.keystr(path))
+
+
+@pytest.mark.parametrize("vary, mode", [
+    ("", "loop"),
+    ("optimizer.learning_rate=1e-3,3e-3,1e-2", "loop"),
+    ("optimizer.learning_rate=1e-3,3e-3,1e-2", "vmap"),
+    ("regularization.l2=0,1e-3,0;training.label_smoothing=0,0,0.1;"
+     "regularization.l1=0,0,1e-4", "vmap"),
+], ids=["seeds-loop", "learning_rates-loop", "learning_rates-vmap",
+        "l1_l2_label_smoothing-vmap"])
+def test_each_member_ends_as_its_single_run(digits_dir, tmp_path, vary, mode):
+  config = tiny_config(digits_dir, vary=vary, mode=mode)
+  state, history = train.train_and_evaluate(config, str(tmp_path / "population"))
+  assert state_lib.population_size(state) == 3
+  for i, member_config in enumerate(config_lib.member_configs(config)):
+    single, single_history = train.train_and_evaluate(member_config, str(tmp_path / f"m{i}"))
+    got = state_lib.member(state, i)
+    rtol, atol = TOLERANCE[mode]
+    assert int(got.step) == int(single.step) == 16
+    assert_trees_close(got.params, single.params, rtol, atol)
+    assert_trees_close(got.batch_stats, single.batch_stats, rtol, atol)
+    assert_trees_close(got.opt_state, single.opt_state, *OPT_STATE_TOLERANCE[mode])
+    np.testing.assert_allclose(history["members"][i]["loss"], single_history["loss"],
+                               rtol=rtol)
+    assert history["members"][i]["test_accuracy"] == pytest.approx(
+        single_history["test_accuracy"], abs=0.011)  # one of 100 examples
+  # The members differ far more than the tolerance.
+  a, b = (state_lib.member(state, i).params for i in (0, 2))
+  assert max(float(np.abs(x - y).max())
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))) > 1e-2
+
+
+def test_history_results_and_tensorboard_know_members(digits_dir, tmp_path, capsys):
+  config = tiny_config(digits_dir, population=2)
+  _, history = train.train_and_evaluate(config, str(tmp_path))
+  out = capsys.readouterr().out
+  assert "Population: 2 members" in out and "(mean ± std of 2 members" in out
+  saved = json.loads((tmp_path / "history.json").read_text())
+  assert len(saved["members"]) == 2 and len(saved["loss"]) == 2
+  losses = np.asarray([m["loss"] for m in saved["members"]])
+  np.testing.assert_allclose(saved["loss"], losses.mean(0), rtol=1e-6)
+  np.testing.assert_allclose(saved["loss_std"], losses.std(0, ddof=1), rtol=1e-6)
+  results = json.loads((tmp_path / "results.json").read_text())
+  accs = results["test_accuracy_members"]
+  assert results["population"] == 2 and results["seeds"] == [0, 1]
+  assert results["test_accuracy"] == pytest.approx(np.mean(accs))
+  assert results["test_accuracy_std"] == pytest.approx(np.std(accs, ddof=1))
+  assert history["test_accuracy"] == pytest.approx(np.mean(accs))
+  from tensorboard.backend.event_processing import event_accumulator
+  events = event_accumulator.EventAccumulator(str(tmp_path / "tensorboard"))
+  events.Reload()
+  tags = set(events.Tags()["tensors"]) | set(events.Tags()["scalars"])
+  assert {"epoch/loss", "epoch/loss/member_0", "epoch/loss/member_1",
+          "epoch/loss_std", "test/accuracy/member_1"} <= tags
+
+
+def test_sigterm_then_rerun_equals_uninterrupted(digits_dir, tmp_path, monkeypatch):
+  config = tiny_config(digits_dir, population=2)
+  full, full_history = train.train_and_evaluate(config, str(tmp_path / "full"))
+  make = parallel.make_population_step
+  calls = {"n": 0}
+
+  def make_with_sigterm(*args, **kwargs):
+    step = make(*args, **kwargs)
+
+    def wrapped(state, batch):
+      calls["n"] += 1
+      if calls["n"] == 11:  # Mid-epoch 2 (8 steps per epoch).
+        os.kill(os.getpid(), signal.SIGTERM)
+      return step(state, batch)
+    return wrapped
+
+  monkeypatch.setattr(parallel, "make_population_step", make_with_sigterm)
+  workdir = str(tmp_path / "interrupted")
+  with pytest.raises(train.Preempted):
+    train.train_and_evaluate(config, workdir)
+  steps = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints")).all_steps()
+  assert steps == [8, 11]
+  monkeypatch.setattr(parallel, "make_population_step", make)
+  resumed, resumed_history = train.train_and_evaluate(config, workdir)
+  assert_trees_close(resumed.params, full.params)
+  assert_trees_close(resumed.opt_state, full.opt_state)
+  np.testing.assert_allclose(resumed_history["loss"], full_history["loss"], rtol=1e-5)
+  for a, b in zip(resumed_history["members"], full_history["members"]):
+    np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)
+
+  config.training.population = 3
+  with pytest.raises(config_lib.PopulationError,
+                     match=r"population of 2 member.*this command asks for 3"):
+    train.train_and_evaluate(config, workdir)
+
+
+@pytest.fixture(scope="module")
+def population_workdir(digits_dir, tmp_path_factory):
+  """A finished 2-member population: (config, workdir)."""
+  config = tiny_config(digits_dir, population=2)
+  config.training.num_epochs = 1
+  workdir = str(tmp_path_factory.mktemp("population"))
+  train.train_and_evaluate(config, workdir)
+  return config, workdir
+
+
+def test_eval_mode_scores_every_member_or_the_one_named(population_workdir):
+  from jaxcnn import run as run_lib
+  config, workdir = population_workdir
+  results = json.loads(open(os.path.join(workdir, "results.json")).read())
+  everyone = run_lib.run(config, workdir, "eval")
+  assert [m["accuracy"] for m in everyone["members"]] == pytest.approx(
+      results["test_accuracy_members"])
+  assert everyone["accuracy"] == pytest.approx(results["test_accuracy"])
+  assert everyone["accuracy_std"] == pytest.approx(results["test_accuracy_std"])
+  one = run_lib.run(config, workdir, "eval", member=1)
+  assert one["accuracy"] == pytest.approx(results["test_accuracy_members"][1])
+  with pytest.raises(config_lib.PopulationError, match=r"population of 2 members.*0 to 1"):
+    run_lib.run(config, workdir, "predict_mc")
+  with pytest.raises(config_lib.PopulationError, match=r"\(got 2\)"):
+    run_lib.run(config, workdir, "eval", member=2)
+  with pytest.raises(config_lib.PopulationError, match="training trains every member"):
+    run_lib.run(config, workdir, "train", member=0)
+
+
+def test_member_variables_are_the_members_and_other_modes_write_per_member(
+    population_workdir):
+  from jaxcnn import inference
+  from jaxcnn import run as run_lib
+  from jaxcnn import visualize
+  config, workdir = population_workdir
+  _, v1, member_config = state_lib.load_for_inference(workdir, member=1)
+  assert member_config.seed == 1 and member_config.training.population == 1
+  _, v0, _ = state_lib.load_for_inference(workdir, member=0)
+  assert not np.allclose(v0["params"]["dense"]["kernel"], v1["params"]["dense"]["kernel"])
+  resolved = run_lib.workdir_config(workdir, config)
+  resolved.inference.num_samples = 3
+  inference.report(resolved, workdir, member=1)
+  assert os.listdir(os.path.join(workdir, "mc_dropout", "member_1"))
+  paths = visualize.plot_workdir(resolved, workdir, member=0, num_images=1,
+                                 num_patterns=2, pattern_steps=1, classic_kernels=False)
+  assert paths and all(os.sep + os.path.join("plots", "member_0") + os.sep in p
+                       for p in paths)
+
+
+def test_a_diverging_population_stops_naming_every_members_loss(digits_dir, tmp_path):
+  config = tiny_config(digits_dir, population=2)
+  config.optimizer.name = "sgd"
+  config.population.vary = "optimizer.learning_rate=1e-2,1e30"
+  with pytest.raises(train.NonFiniteLossError,
+                     match=r"Non-finite loss at step \d+ .*loss=\[.*\].*learning rate=\["):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_progress_bar_shows_mean_and_spread():
+  assert train._spread(0.25, ".3f") == "0.250"
+  assert train._spread(np.array([0.2, 0.4]), ".3f") == "0.300±0.141"
+
+
+def test_a_vary_that_changes_the_optimizer_state_fails_before_training(digits_dir, tmp_path):
+  config = tiny_config(digits_dir, population=2, vary="optimizer.weight_decay=0,0.01")
+  with pytest.raises(config_lib.PopulationError,
+                     match=r"member 1's train state differs.*optimizer.weight_decay=0,0.01"):
+    train.build(config, str(tmp_path))
