@@ -65,3 +65,35 @@ def fashion_mnist_data_dir(tmp_path_factory):
   data_dir = str(tmp_path_factory.mktemp("tfds"))
   data_lib.prepare("fashion_mnist", data_dir=data_dir, mirror_dir=FASHION_MNIST_MIRROR)
   return data_dir
+
+
+@pytest.fixture
+def signal_at_step(monkeypatch):
+  """Arms a signal sent to this process just before the N-th train step call.
+
+  As a preemption (SIGTERM) or a Ctrl-C (SIGINT) would arrive mid-epoch.
+  ``arm(n, signum=SIGTERM, factory='make_train_step')`` wraps
+  ``jaxcnn.parallel.<factory>`` (the loop builds its step through it) and
+  returns ``disarm()``, which puts the plain factory back for the rerun.
+  """
+  import signal  # pylint: disable=g-import-not-at-top
+  from jaxcnn import parallel  # pylint: disable=g-import-not-at-top
+
+  def arm(step_number, signum=signal.SIGTERM, factory="make_train_step"):
+    make = getattr(parallel, factory)
+    calls = {"n": 0}
+
+    def make_signalling(*args, **kwargs):
+      step = make(*args, **kwargs)
+
+      def wrapped(state, batch):
+        calls["n"] += 1
+        if calls["n"] == step_number:
+          os.kill(os.getpid(), signum)
+        return step(state, batch)
+      return wrapped
+
+    monkeypatch.setattr(parallel, factory, make_signalling)
+    return lambda: monkeypatch.setattr(parallel, factory, make)
+  return arm
+

@@ -288,7 +288,8 @@ def test_check_writable_makes_the_folder_and_fails_with_one_line(tmp_path, monke
 
 def test_report_checks_the_output_before_reading_data(tmp_path, monkeypatch):
   from jaxcnn import data as data_lib
-  monkeypatch.setattr(inference.state, "load_for_inference", lambda workdir: (None, None, None))
+  monkeypatch.setattr(inference.state, "load_for_inference",
+                      lambda workdir, member=None: (None, None, None))
   monkeypatch.setattr(data_lib, "create", lambda *a, **k: pytest.fail("data read first"))
   (tmp_path / "mc_dropout").write_text("x")
   with pytest.raises(inference.OutputNotWritableError, match="mc_dropout is not writable"):

@@ -14,7 +14,6 @@ import dataclasses
 import glob
 import json
 import os
-import signal
 
 import jax
 import jax.numpy as jnp
@@ -227,34 +226,21 @@ def test_trains_writes_logs_and_learns(data_source, tmp_path):
       config.model.name)
 
 
-def test_resumed_run_equals_uninterrupted(data_source, tmp_path, monkeypatch):
+def test_resumed_run_equals_uninterrupted(data_source, tmp_path, signal_at_step):
   """SIGTERM mid-epoch, then rerun: same final parameters as never stopping."""
   config = data_source.config(num_epochs=2)
   config.model.name = "cnn_small"
   spe = data_source.steps_per_epoch
   full_state, full_history = train.train_and_evaluate(config, str(tmp_path / "full"))
 
-  make = parallel.make_train_step
-  calls = {"n": 0}
-
-  def make_with_sigterm(*args, **kwargs):
-    step = make(*args, **kwargs)
-
-    def wrapped(state, batch):
-      calls["n"] += 1
-      if calls["n"] == data_source.interrupt_at:  # Mid-epoch 2.
-        os.kill(os.getpid(), signal.SIGTERM)
-      return step(state, batch)
-    return wrapped
-
-  monkeypatch.setattr(parallel, "make_train_step", make_with_sigterm)
+  disarm = signal_at_step(data_source.interrupt_at)  # Mid-epoch 2.
   workdir = str(tmp_path / "interrupted")
   with pytest.raises(train.Preempted):
     train.train_and_evaluate(config, workdir)
   steps = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints")).all_steps()
   assert spe < data_source.interrupt_at < 2 * spe
   assert steps == [spe, data_source.interrupt_at]
-  monkeypatch.setattr(parallel, "make_train_step", make)
+  disarm()
   resumed_state, resumed_history = train.train_and_evaluate(config, workdir)
   assert int(resumed_state.step) == int(full_state.step) == 2 * spe
   assert_trees_close(resumed_state.params, full_state.params)

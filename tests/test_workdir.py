@@ -17,7 +17,6 @@ import pytest
 from jaxcnn import checkpoint as checkpoint_lib
 from jaxcnn import config as config_lib
 from jaxcnn import data as data_lib
-from jaxcnn import parallel
 from jaxcnn import state as state_lib
 from jaxcnn import train
 from jaxcnn import workdir as workdir_lib
@@ -174,28 +173,15 @@ def test_a_second_run_on_a_busy_workdir_stops_and_a_stale_lock_is_taken_over(
 
 
 def test_ctrl_c_saves_the_step_and_exits_130_then_resumes_exactly(
-    digits_dir, finished, tmp_path, monkeypatch, capsys):
+    digits_dir, finished, tmp_path, signal_at_step, capsys):
   _, full_state, _ = finished
-  make = parallel.make_train_step
-  calls = {"n": 0}
-
-  def make_with_ctrl_c(*args, **kwargs):
-    step = make(*args, **kwargs)
-
-    def wrapped(state, batch):
-      calls["n"] += 1
-      if calls["n"] == 11:  # Mid-epoch 2 (8 steps per epoch).
-        os.kill(os.getpid(), signal.SIGINT)
-      return step(state, batch)
-    return wrapped
-
-  monkeypatch.setattr(parallel, "make_train_step", make_with_ctrl_c)
+  disarm = signal_at_step(11, signal.SIGINT)  # Mid-epoch 2 of 8 steps.
   workdir = str(tmp_path)
   with pytest.raises(train.Preempted) as e:
     train.train_and_evaluate(tiny_config(digits_dir), workdir)
   assert e.value.code == 130
   assert "SIGINT: saved a complete checkpoint at step 11" in capsys.readouterr().out
-  monkeypatch.setattr(parallel, "make_train_step", make)
+  disarm()
   state, _ = train.train_and_evaluate(tiny_config(digits_dir), workdir)
   for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(full_state.params)):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
