@@ -15,6 +15,7 @@ by the resumed run. A save that fails (a full disk) raises
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -202,8 +203,16 @@ class Checkpointer:
     try:
       self._manager.wait_until_finished()
       self.check()
+    except CheckpointSaveError:
+      raise
+    except Exception as e:  # noqa: BLE001 - a save that failed while finishing.
+      raise CheckpointSaveError(
+          f"Saving a checkpoint in {self.directory} failed ({type(e).__name__}: "
+          f"{str(e).splitlines()[0] if str(e) else ''}). Free space there, then "
+          "rerun the same command to resume.") from None
     finally:
-      self._manager.close()
+      with contextlib.suppress(Exception):  # Its error, if any, is reported above.
+        self._manager.close()
 
   def restore_latest(self, target_state: Any) -> tuple[Any, dict] | None:
     """Restores the newest restorable step into the structure of ``target_state``.

@@ -188,8 +188,13 @@ def open_run(setup: Setup) -> Iterator[checkpoint_lib.Checkpointer]:
         keep_best=t.keep_best, best_metric=t.best_metric)
     try:
       yield ckpt
-    finally:
-      ckpt.close()
+    except BaseException:
+      # The error in flight is the one to report: a close that fails too
+      # (the same full disk, say) must not replace it with its own.
+      with contextlib.suppress(Exception):
+        ckpt.close()
+      raise
+    ckpt.close()
 
 
 def start(setup: Setup, ckpt: checkpoint_lib.Checkpointer

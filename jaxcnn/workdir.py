@@ -131,8 +131,12 @@ def lock(workdir: str) -> Iterator[None]:
                          "since": time.strftime("%Y-%m-%d %H:%M:%S")})
     os.ftruncate(fd, 0)
     os.pwrite(fd, record.encode(), 0)
-    yield
-    os.ftruncate(fd, 0)  # Released cleanly: nothing stale to report next time.
+    try:
+      yield
+    finally:
+      # Released by this process (an error included): nothing stale to report.
+      # Only a process that dies without running this leaves its record.
+      os.ftruncate(fd, 0)
   finally:
     os.close(fd)  # Closing releases the flock, as the kernel does on any exit.
 

@@ -164,6 +164,13 @@ def test_a_second_run_on_a_busy_workdir_stops_and_a_stale_lock_is_taken_over(
                        match=rf"in use by another run \(pid {os.getpid()} on "):
       train.train_and_evaluate(config, workdir)
   assert not os.path.exists(os.path.join(workdir, "config.json"))
+  # A run that stopped with an error released its lock: no stale warning.
+  with pytest.raises(RuntimeError):
+    with workdir_lib.lock(workdir):
+      raise RuntimeError("a refused run")
+  with workdir_lib.lock(workdir):
+    pass
+  assert "took over the lock" not in capsys.readouterr().out
   # A lock left by a run that died: the kernel released it, its record stays.
   with open(os.path.join(workdir, workdir_lib.LOCK_FILE), "w") as f:
     json.dump({"host": "elsewhere", "pid": 999999, "since": "yesterday"}, f)
