@@ -534,17 +534,24 @@ def _test(setup, state, history, eval_step, writer, epochs):
   history["test_loss"], history["test_accuracy"] = test["loss"], test["accuracy"]
   print(f"Test: loss {test['loss']:.4f}, accuracy {test['accuracy']:.4f} "
         f"({test['count']} examples).")
+  _save_test(setup, state, history, writer, {
+      "test_loss": test["loss"], "test_accuracy": test["accuracy"],
+      "test_count": test["count"], "epochs": epochs,
+      **({"feature_extraction": True} if setup.meta.get("feature_extraction") else {})},
+      {"test/loss": test["loss"], "test/accuracy": test["accuracy"]})
+
+
+def _save_test(setup, state, history, writer, results, scalars):
+  """Writes history.json, results.json (with the step) and the test scalars."""
   if not is_main_process():
     return
   step = _step(state)
   workdir_lib.write_json(os.path.join(setup.workdir, "history.json"), history)
-  workdir_lib.write_json(os.path.join(setup.workdir, "results.json"), {
-      "test_loss": test["loss"], "test_accuracy": test["accuracy"],
-      "test_count": test["count"], "epochs": epochs, "step": step,
-      **({"feature_extraction": True} if setup.meta.get("feature_extraction") else {})})
+  workdir_lib.write_json(os.path.join(setup.workdir, "results.json"),
+                         {**results, "step": step})
   if writer is not None:
-    writer.scalar("test/loss", test["loss"], step)
-    writer.scalar("test/accuracy", test["accuracy"], step)
+    for tag, value in scalars.items():
+      writer.scalar(tag, value, step)
 
 
 def _test_population(setup, state, history, eval_step, writer, epochs):
@@ -554,25 +561,20 @@ def _test_population(setup, state, history, eval_step, writer, epochs):
              "seeds": [m.config.seed for m in setup.members]}
   for k in ("loss", "accuracy"):
     values = [t[k] for t in tests]
-    history[f"test_{k}"], history[f"test_{k}_std"] = _mean_std(values)
-    summary[f"test_{k}"], summary[f"test_{k}_std"] = _mean_std(values)
+    mean_std = _mean_std(values)
+    history[f"test_{k}"], history[f"test_{k}_std"] = mean_std
+    summary[f"test_{k}"], summary[f"test_{k}_std"] = mean_std
     summary[f"test_{k}_members"] = values
     for member_history, v in zip(history["members"], values):
       member_history[f"test_{k}"] = v
   print(f"Test: loss {summary['test_loss']:.4f} ± {summary['test_loss_std']:.4f}, "
         f"accuracy {summary['test_accuracy']:.4f} ± {summary['test_accuracy_std']:.4f} "
         f"(mean ± std of {len(tests)} members; {tests[0]['count']} examples).")
-  if not is_main_process():
-    return
-  step = _step(state)
-  workdir_lib.write_json(os.path.join(setup.workdir, "history.json"), history)
-  workdir_lib.write_json(os.path.join(setup.workdir, "results.json"), {
-      **summary, "test_count": tests[0]["count"], "epochs": epochs, "step": step})
-  if writer is not None:
-    for k in ("loss", "accuracy"):
-      writer.scalar(f"test/{k}", summary[f"test_{k}"], step)
-      for i, v in enumerate(summary[f"test_{k}_members"]):
-        writer.scalar(f"test/{k}/member_{i}", v, step)
+  scalars = {f"test/{k}": summary[f"test_{k}"] for k in ("loss", "accuracy")}
+  scalars.update({f"test/{k}/member_{i}": v for k in ("loss", "accuracy")
+                  for i, v in enumerate(summary[f"test_{k}_members"])})
+  _save_test(setup, state, history, writer,
+             {**summary, "test_count": tests[0]["count"], "epochs": epochs}, scalars)
 
 
 def _train_epoch(setup, train_step, state, progress, writer, signals, ckpt):
