@@ -122,6 +122,35 @@ def check_global_batch(global_batch_size: int, device_count: int | None = None,
   return global_batch_size // n
 
 
+def device_memory_bytes() -> tuple[int, str]:
+  """Memory one process can give its train step, and where that figure comes from.
+
+  Accelerators report their own limit (``Device.memory_stats()``): the free
+  memory of the first local device, times the local device count (every
+  device holds one share of the step). XLA:CPU reports none; its devices all
+  share the host's RAM, so that is the host's available memory.
+
+  Returns:
+    ``(bytes, source)``, ``source`` naming the figure for error messages.
+  """
+  devices = jax.local_devices()
+  stats = devices[0].memory_stats() if hasattr(devices[0], "memory_stats") else None
+  if stats and stats.get("bytes_limit"):
+    free = int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    return free * len(devices), (f"free memory of {len(devices)} "
+                                 f"{devices[0].device_kind} device(s)")
+  try:
+    with open("/proc/meminfo") as f:
+      for line in f:
+        if line.startswith("MemAvailable:"):
+          return int(line.split()[1]) * 1024, "the host's available RAM (/proc/meminfo)"
+  except OSError:
+    pass
+  import os
+  return (os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"),
+          "the host's available RAM (sysconf)")
+
+
 def batch_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
   """A 1-D mesh whose one axis, :data:`AXIS`, splits batches over ``devices``.
 

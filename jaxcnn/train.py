@@ -164,12 +164,39 @@ def build(config: ml_collections.ConfigDict, workdir: str) -> Setup:
       test_time_flip=config.training.test_time_flip, members=members)
 
 
+# Of the memory available, what a population's train step may plan to use:
+# the rest is left to the program's code, the input pipeline and estimate error.
+_POPULATION_MEMORY_FRACTION = 0.9
+
+
 def _check_members(config, members, info) -> None:
-  """Fails before anything compiles when members' states could not be stacked."""
+  """Fails before anything compiles when the members cannot train together.
+
+  Their states must stack (same structure and shapes), and the population's
+  train step must fit in memory (``state.train_step_bytes`` per member, on
+  every local device, against ``parallel.device_memory_bytes``).
+  """
   model = models.create(config.model, num_classes=info.num_classes)
-  state_lib.check_stackable(
-      [jax.eval_shape(lambda m=m: state_lib.create(m.config, model, m.tx, info.image_shape))
-       for m in members], config.population.vary)
+  states = [jax.eval_shape(lambda m=m: state_lib.create(m.config, model, m.tx, info.image_shape))
+            for m in members]
+  state_lib.check_stackable(states, config.population.vary)
+  per_device_batch = parallel.check_global_batch(config.training.batch_size)
+  per_member = jax.local_device_count() * state_lib.train_step_bytes(
+      model, states[0], (per_device_batch,) + tuple(info.image_shape))
+  available, source = parallel.device_memory_bytes()
+  budget = _POPULATION_MEMORY_FRACTION * available
+  if len(members) * per_member > budget:
+    fits = int(budget // per_member)
+    gib = 2.0 ** 30
+    advice = (f"the largest population that fits is {fits}: set "
+              f"--config.training.population={fits}" if fits >= 2 else
+              "not even two members fit: lower training.batch_size or train single runs")
+    raise config_lib.PopulationError(
+        f"training.population={len(members)} does not fit in memory: its train step "
+        f"needs an estimated {len(members) * per_member / gib:.2f} GiB "
+        f"({per_member / 2**20:.1f} MiB per member at batch {config.training.batch_size}), "
+        f"over {_POPULATION_MEMORY_FRACTION:.0%} of {available / gib:.2f} GiB, {source}; "
+        f"{advice}.")
 
 
 @contextlib.contextmanager

@@ -14,6 +14,9 @@ import pytest
 from jaxcnn import checkpoint as checkpoint_lib
 from jaxcnn import config as config_lib
 from jaxcnn import data as data_lib
+from jaxcnn import models
+from jaxcnn.data import digits
+from jaxcnn import parallel
 from jaxcnn import state as state_lib
 from jaxcnn import train
 
@@ -212,3 +215,44 @@ def test_a_vary_that_changes_the_optimizer_state_fails_before_training(digits_di
   with pytest.raises(config_lib.PopulationError,
                      match=r"member 1's train state differs.*optimizer.weight_decay=0,0.01"):
     train.build(config, str(tmp_path))
+
+
+def test_a_population_too_large_for_memory_fails_before_training_with_the_largest_n(
+    digits_dir, tmp_path, monkeypatch):
+  config = tiny_config(digits_dir, population=8)
+  shape = (digits.IMAGE_SIZE, digits.IMAGE_SIZE, 1)
+  model = models.create(config.model, num_classes=10)
+  abstract = jax.eval_shape(lambda: state_lib.create(
+      config, models.create(config.model, num_classes=10),
+      state_lib.optimizer(config, 8), shape))
+  per_member = jax.local_device_count() * state_lib.train_step_bytes(
+      model, abstract, (config.training.batch_size // jax.device_count(),) + shape)
+  # Room for exactly 3 members within the 90% the check allows.
+  monkeypatch.setattr(parallel, "device_memory_bytes",
+                      lambda: (int(3.5 * per_member / 0.9), "a test's budget"))
+  with pytest.raises(config_lib.PopulationError,
+                     match=r"population=8 does not fit in memory: .* estimated .*GiB.*"
+                           r"a test's budget; the largest population that fits is 3"):
+    train.build(config, str(tmp_path))
+  assert not os.listdir(tmp_path)  # Nothing written: no config.json, no checkpoint.
+  config.training.population = 3
+  train.build(config, str(tmp_path))  # Three fit.
+
+
+def test_train_step_estimate_is_near_xlas_own_memory_analysis():
+  """The estimate must track what XLA plans for the compiled step (one device)."""
+  for name in ("mnist_cnn", "cnn_small_bn", "mlp"):
+    c = config_lib.defaults()
+    c.model.name = name
+    model = models.create(c.model, num_classes=10)
+    tx = state_lib.optimizer(c, 10)
+    abstract = jax.eval_shape(lambda: state_lib.create(c, model, tx, (28, 28, 1)))
+    estimate = state_lib.train_step_bytes(model, abstract, (64, 28, 28, 1))
+    step = parallel.make_train_step(
+        models.create(c.model, num_classes=10, axis_name=parallel.AXIS), tx, pmap=False, donate_state=False)
+    batch = {"image": jax.ShapeDtypeStruct((1, 64, 28, 28, 1), np.float32),
+             "label": jax.ShapeDtypeStruct((1, 64), np.int32)}
+    analysis = jax.jit(step).lower(abstract, batch).compile().memory_analysis()
+    xla = (analysis.argument_size_in_bytes + analysis.output_size_in_bytes
+           + analysis.temp_size_in_bytes)
+    assert 0.5 * xla <= estimate <= 2 * xla, (name, estimate, xla)
