@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging as logging_std
 import os
 import shutil
 import time
@@ -29,6 +30,22 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
 preservation_policy = checkpoint_managers.preservation_policy
+
+
+class _QuietMissingItemMetadata(logging_std.Filter):
+  """Drops Orbax's warning that an item has no ``_CHECKPOINT_METADATA``.
+
+  Orbax writes that file once per step, not per item, yet looks for it in
+  every item folder on restore and warns, on every resume of every workdir,
+  about a file that is not meant to be there.
+  """
+
+  def filter(self, record: logging_std.LogRecord) -> bool:
+    return not (record.getMessage().startswith("Metadata file does not exist:")
+                and record.getMessage().endswith("_CHECKPOINT_METADATA"))
+
+
+logging_std.getLogger("absl").addFilter(_QuietMissingItemMetadata())
 
 
 def _to_local(tree: Any) -> Any:
