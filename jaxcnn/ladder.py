@@ -419,7 +419,7 @@ def _fmt(value: Any) -> str:
 
 def _is_stat_column(col: str) -> bool:
   return any(col.startswith(m + "_") and col != m for m in STAT_METRICS) or col in (
-      "test_accuracy_p_vs_first",)
+      "test_accuracy_p_vs_first",) or col.endswith("_members")
 
 
 def _cell(row: dict[str, Any], col: str) -> str:

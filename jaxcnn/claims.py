@@ -1,0 +1,261 @@
+r"""The lectures' claims, each put to the test on ladder runs with several seeds.
+
+A claim (:class:`Claim`) names the ladder runs it rests on (rungs of a
+``python -m jaxcnn.ladder ... --seeds=N`` output folder), the metric, and
+what the lecture says about them. :func:`verdict` turns the members' values
+into one of:
+
+- ``reproduced``: the difference goes the lecture's way and Welch's
+  two-sided t-test (unequal variances, :func:`jaxcnn.ladder.welch`) puts it
+  beyond noise at the 5% level (:data:`jaxcnn.ladder.ALPHA`);
+- ``not reproduced``: the difference is beyond noise the other way (for an
+  "as good as" claim: a difference beyond noise);
+- ``inconclusive``: within noise, or fewer than two seeds.
+
+A ranking is reproduced when every neighbouring pair is, and not
+reproduced when any neighbouring pair is reversed beyond noise. Speed
+claims compare one timing per rung (a population's members train in one
+program, so there is no per-seed time): "faster" needs at least
+:data:`MUCH_FASTER` times the speed, "as fast" within :data:`AS_FAST`.
+
+Launch (writes the table RESULTS.md's claims section is pasted from)::
+
+  python -m jaxcnn.claims --claims_file=experiments/claims.py \
+      --root=workdirs/claims --out=workdirs/claims/claims.md
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import math
+import os
+from typing import Any, Sequence
+
+from absl import app
+from absl import flags
+
+from jaxcnn import ladder as ladder_lib
+
+# "much faster": at least this ratio of training times.
+MUCH_FASTER = 2.0
+# "as fast": training times within this ratio of each other.
+AS_FAST = 1.5
+
+KINDS = ("better", "ranking", "as_good", "faster", "as_fast")
+REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_RUN = (
+    "reproduced", "not reproduced", "inconclusive", "not run")
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+  """One thing a lecture says about an experiment.
+
+  Attributes:
+    lecture: the lecture's number, e.g. ``'004'``.
+    words: the claim, in the lecture's words (short, English).
+    ladder: the ladder's output folder, relative to the claims root.
+    command: the command that made the runs.
+    kind: 'better' (``rungs[0]`` beats ``rungs[1]``), 'ranking' (best
+      first), 'as_good' (no difference beyond noise), 'faster' (``rungs[0]``
+      trains at least :data:`MUCH_FASTER` times faster than ``rungs[1]``),
+      'as_fast' (within :data:`AS_FAST`).
+    rungs: the ladder members compared.
+    metric: what is compared per seed (see :func:`member_values`).
+    higher_is_better: False for losses and gaps.
+    scale: the runs' scale, as said in the table (data, epochs, seeds).
+    why: where the claim is not reproduced and the reason is shown, that reason.
+  """
+  lecture: str
+  words: str
+  ladder: str
+  command: str
+  kind: str
+  rungs: tuple[str, ...]
+  metric: str = "test_accuracy"
+  higher_is_better: bool = True
+  scale: str = ""
+  why: str = ""
+
+  def __post_init__(self):
+    if self.kind not in KINDS:
+      raise ValueError(f"Claim kind {self.kind!r} is not one of {KINDS}.")
+    if len(self.rungs) < 2 or (self.kind != "ranking" and len(self.rungs) != 2):
+      raise ValueError(f"A {self.kind!r} claim compares "
+                       f"{'two or more' if self.kind == 'ranking' else 'two'} rungs, "
+                       f"got {self.rungs}.")
+
+
+def _read(path: str) -> dict:
+  with open(path) as f:
+    return json.load(f)
+
+
+def member_values(workdir: str, metric: str) -> list[float]:
+  """Per seed, ``metric`` of a finished ladder member's workdir.
+
+  ``metric`` is a ``results.json`` key (``test_accuracy``, ``test_loss``,
+  ``mc_dropout_test_accuracy`` of the rung's ``extra.json``), or a
+  ``history.json`` key taken at the last epoch (``val_accuracy``) or at
+  epoch k with ``@k`` (``val_accuracy@1``, 1-based); ``a-b`` is the
+  difference of two of them (``train_eval_accuracy-val_accuracy``, the
+  generalization gap). A single run gives one value.
+  """
+  if "-" in metric:
+    a, b = metric.split("-", 1)
+    return [x - y for x, y in zip(member_values(workdir, a), member_values(workdir, b))]
+  name, _, epoch = metric.partition("@")
+  results = _read(os.path.join(workdir, "results.json"))
+  if not epoch and name in results:
+    members = results.get(f"{name}_members")
+    return [float(v) for v in members] if members else [float(results[name])]
+  extra_path = os.path.join(workdir, "extra.json")
+  if not epoch and os.path.exists(extra_path) and name in _read(extra_path):
+    extra = _read(extra_path)
+    members = extra.get(f"{name}_members")
+    return [float(v) for v in members] if members else [float(extra[name])]
+  history = _read(os.path.join(workdir, "history.json"))
+  runs = history.get("members") or [history]
+  if name not in runs[0]:
+    raise KeyError(f"{workdir} has no metric {name!r} (history: {sorted(runs[0])}; "
+                   f"results: {sorted(results)}).")
+  index = int(epoch) - 1 if epoch else -1
+  return [float(r[name][index]) for r in runs]
+
+
+def training_time(workdir: str) -> float:
+  """Seconds of training after the first epoch (the first compiles), else all."""
+  times = _read(os.path.join(workdir, "history.json"))["epoch_time"]
+  return float(sum(times[1:]) if len(times) > 1 else sum(times))
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+  """One pair of rungs: the mean difference (the claim's way) and Welch's p."""
+  better: str
+  worse: str
+  difference: float
+  p: float
+
+  @property
+  def verdict(self) -> str:
+    if math.isnan(self.p) or self.p >= ladder_lib.ALPHA:
+      return INCONCLUSIVE
+    return REPRODUCED if self.difference > 0 else NOT_REPRODUCED
+
+  def text(self) -> str:
+    p = "p n/a" if math.isnan(self.p) else f"p={self.p:.2g}"
+    return f"{self.better} - {self.worse} = {self.difference:+.4f} ({p})"
+
+
+def compare(a: Sequence[float], b: Sequence[float], names: tuple[str, str],
+            higher_is_better: bool = True) -> Comparison:
+  """``a`` vs ``b`` as the claim "``a`` is better": sign and Welch's p."""
+  sign = 1.0 if higher_is_better else -1.0
+  diff = sign * (sum(a) / len(a) - sum(b) / len(b))
+  return Comparison(names[0], names[1], diff, ladder_lib.welch(list(a), list(b)))
+
+
+def verdict(claim: Claim, values: dict[str, list[float]],
+            times: dict[str, float] | None = None) -> tuple[str, str]:
+  """``(verdict, statistic)`` of ``claim`` given each rung's per-seed values.
+
+  Args:
+    claim: the claim.
+    values: rung -> its seeds' values of ``claim.metric``.
+    times: rung -> training seconds ('faster' and 'as_fast' claims).
+  """
+  if claim.kind in ("faster", "as_fast"):
+    fast, slow = claim.rungs
+    ratio = times[slow] / times[fast]
+    text = f"{slow} / {fast} training time = {ratio:.2f}x (one timing per rung)"
+    if claim.kind == "faster":
+      return (REPRODUCED if ratio >= MUCH_FASTER else
+              NOT_REPRODUCED if ratio <= 1.0 else INCONCLUSIVE), text
+    return (REPRODUCED if 1 / AS_FAST <= ratio <= AS_FAST else NOT_REPRODUCED), text
+  if min(len(values[r]) for r in claim.rungs) < 2:
+    return INCONCLUSIVE, "fewer than two seeds: no test"
+  if claim.kind == "as_good":
+    c = compare(values[claim.rungs[0]], values[claim.rungs[1]], claim.rungs[:2],
+                claim.higher_is_better)
+    return (NOT_REPRODUCED if c.verdict != INCONCLUSIVE else REPRODUCED), (
+        c.text() + (", beyond noise" if c.verdict != INCONCLUSIVE else ", within noise"))
+  pairs = [compare(values[a], values[b], (a, b), claim.higher_is_better)
+           for a, b in zip(claim.rungs, claim.rungs[1:])]
+  verdicts = [c.verdict for c in pairs]
+  if NOT_REPRODUCED in verdicts:
+    result = NOT_REPRODUCED
+  elif all(v == REPRODUCED for v in verdicts):
+    result = REPRODUCED
+  else:
+    result = INCONCLUSIVE
+  return result, "; ".join(c.text() for c in pairs)
+
+
+def _mean_std(values: Sequence[float]) -> str:
+  mean, std, low, high = ladder_lib.interval(values)
+  if len(values) < 2:
+    return f"{mean:.4f} (1 seed)"
+  return f"{mean:.4f} ± {std:.4f} [{low:.4f}, {high:.4f}]"
+
+
+def evaluate(claim: Claim, root: str) -> dict[str, Any]:
+  """One table row for ``claim`` from the runs under ``root/claim.ladder``."""
+  folder = os.path.join(root, claim.ladder)
+  missing = [r for r in claim.rungs
+             if not os.path.exists(os.path.join(folder, r, "results.json"))]
+  row = {"lecture": claim.lecture, "claim": claim.words, "command": claim.command,
+         "scale": claim.scale, "why": claim.why}
+  if missing:
+    return {**row, "result": f"missing: {', '.join(missing)} in {folder}",
+            "verdict": NOT_RUN, "statistic": ""}
+  values = {r: member_values(os.path.join(folder, r), claim.metric) for r in claim.rungs}
+  times = {r: training_time(os.path.join(folder, r)) for r in claim.rungs}
+  result, statistic = verdict(claim, values, times)
+  shown = (f"{r}: {times[r]:.0f} s" if claim.kind in ("faster", "as_fast")
+           else f"{r}: {_mean_std(values[r])}" for r in claim.rungs)
+  return {**row, "result": f"{claim.metric}, n={len(values[claim.rungs[0]])}: "
+          + "; ".join(shown), "verdict": result, "statistic": statistic}
+
+
+def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
+  """The claims table: one row per claim."""
+  lines = ["| lecture | claim | experiment (command, scale) | result: mean ± std [95% CI] "
+           "| verdict | statistic (Welch's t-test) |",
+           "| --- | --- | --- | --- | --- | --- |"]
+  for r in rows:
+    verdict_cell = r["verdict"] + (f": {r['why']}" if r.get("why") else "")
+    lines.append(f"| {r['lecture']} | {r['claim']} | `{r['command']}` ({r['scale']}) | "
+                 f"{r['result']} | **{verdict_cell}** | {r['statistic']} |")
+  return "\n".join(lines) + "\n"
+
+
+def load_claims(path: str) -> list[Claim]:
+  """The ``CLAIMS`` list of a claims file (``experiments/claims.py``)."""
+  path = ladder_lib.resolve_path(path)
+  spec = importlib.util.spec_from_file_location("jaxcnn_claims_file", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return list(module.CLAIMS)
+
+
+flags.DEFINE_string("claims_file", "experiments/claims.py", "The file defining CLAIMS.")
+flags.DEFINE_string("root", "workdirs/claims", "Folder holding the ladders' outputs.")
+flags.DEFINE_string("out", "", "Markdown file to write (default: <root>/claims.md).")
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  f = flags.FLAGS
+  rows = [evaluate(c, f.root) for c in load_claims(f.claims_file)]
+  text = to_markdown(rows)
+  out = f.out or os.path.join(f.root, "claims.md")
+  with open(out, "w") as fh:
+    fh.write(text)
+  print(text)
+
+
+if __name__ == "__main__":
+  app.run(main)
