@@ -20,7 +20,7 @@ program, so there is no per-seed time): "faster" needs at least
 
 Launch (writes the table RESULTS.md's claims section is pasted from)::
 
-  python -m jaxcnn.claims --claims_file=experiments/claims.py \
+  python -m jaxcnn.claims --claims_file=experiments/claims/lectures.py \
       --root=workdirs/claims --out=workdirs/claims/claims.md
 """
 
@@ -61,7 +61,8 @@ class Claim:
       first), 'as_good' (no difference beyond noise), 'faster' (``rungs[0]``
       trains at least :data:`MUCH_FASTER` times faster than ``rungs[1]``),
       'as_fast' (within :data:`AS_FAST`).
-    rungs: the ladder members compared.
+    rungs: the ladder members compared; ``'member:metric'`` compares that
+      member's own ``metric`` (MC dropout against the same run's single pass).
     metric: what is compared per seed (see :func:`member_values`).
     higher_is_better: False for losses and gaps.
     scale: the runs' scale, as said in the table (data, epochs, seeds).
@@ -200,18 +201,26 @@ def _mean_std(values: Sequence[float]) -> str:
   return f"{mean:.4f} ± {std:.4f} [{low:.4f}, {high:.4f}]"
 
 
+def _rung(spec: str) -> tuple[str, str]:
+  """``'member'`` or ``'member:metric'`` (one rung's own metric, e.g. MC dropout's)."""
+  member, _, metric = spec.partition(":")
+  return member, metric
+
+
 def evaluate(claim: Claim, root: str) -> dict[str, Any]:
   """One table row for ``claim`` from the runs under ``root/claim.ladder``."""
   folder = os.path.join(root, claim.ladder)
   missing = [r for r in claim.rungs
-             if not os.path.exists(os.path.join(folder, r, "results.json"))]
-  row = {"lecture": claim.lecture, "claim": claim.words, "command": claim.command,
+             if not os.path.exists(os.path.join(folder, _rung(r)[0], "results.json"))]
+  row = {"lecture": claim.lecture, "claim": claim.words, "ladder": claim.ladder,
+         "command": claim.command,
          "scale": claim.scale, "why": claim.why}
   if missing:
     return {**row, "result": f"missing: {', '.join(missing)} in {folder}",
             "verdict": NOT_RUN, "statistic": ""}
-  values = {r: member_values(os.path.join(folder, r), claim.metric) for r in claim.rungs}
-  times = {r: training_time(os.path.join(folder, r)) for r in claim.rungs}
+  values = {r: member_values(os.path.join(folder, _rung(r)[0]), _rung(r)[1] or claim.metric)
+            for r in claim.rungs}
+  times = {r: training_time(os.path.join(folder, _rung(r)[0])) for r in claim.rungs}
   result, statistic = verdict(claim, values, times)
   shown = (f"{r}: {times[r]:.0f} s" if claim.kind in ("faster", "as_fast")
            else f"{r}: {_mean_std(values[r])}" for r in claim.rungs)
@@ -220,29 +229,40 @@ def evaluate(claim: Claim, root: str) -> dict[str, Any]:
 
 
 def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
-  """The claims table: one row per claim."""
-  lines = ["| lecture | claim | experiment (command, scale) | result: mean ± std [95% CI] "
-           "| verdict | statistic (Welch's t-test) |",
+  """The claims table, one row per claim, then each experiment's command and scale."""
+  lines = ["| lecture | claim | runs | result: mean ± std [95% CI] | verdict "
+           "| statistic (Welch's t-test) |",
            "| --- | --- | --- | --- | --- | --- |"]
+  experiments: dict[str, tuple[str, str]] = {}
   for r in rows:
+    experiments.setdefault(r["ladder"], (r["command"], r["scale"]))
     verdict_cell = r["verdict"] + (f": {r['why']}" if r.get("why") else "")
-    lines.append(f"| {r['lecture']} | {r['claim']} | `{r['command']}` ({r['scale']}) | "
-                 f"{r['result']} | **{verdict_cell}** | {r['statistic']} |")
+    lines.append(f"| {r['lecture']} | {r['claim']} | {r['ladder']} | {r['result']} | "
+                 f"**{verdict_cell}** | {r['statistic']} |")
+  lines += ["", "Runs (each rung a population of seeds; `jaxcnn.ladder --seeds`):", ""]
+  lines += [f"- {name}: `{command}` ({scale})" for name, (command, scale) in experiments.items()]
   return "\n".join(lines) + "\n"
 
 
 def load_claims(path: str) -> list[Claim]:
-  """The ``CLAIMS`` list of a claims file (``experiments/claims.py``)."""
-  path = ladder_lib.resolve_path(path)
+  """The ``CLAIMS`` list of a claims file (``experiments/claims/lectures.py``)."""
+  if not os.path.isfile(path):
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.path.join(here, path)
   spec = importlib.util.spec_from_file_location("jaxcnn_claims_file", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return list(module.CLAIMS)
 
 
-flags.DEFINE_string("claims_file", "experiments/claims.py", "The file defining CLAIMS.")
-flags.DEFINE_string("root", "workdirs/claims", "Folder holding the ladders' outputs.")
-flags.DEFINE_string("out", "", "Markdown file to write (default: <root>/claims.md).")
+def define_flags() -> None:
+  """Defines the command line's flags on absl's global ``FLAGS``, once."""
+  if "claims_file" in flags.FLAGS:
+    return
+  flags.DEFINE_string("claims_file", "experiments/claims/lectures.py",
+                      "The file defining CLAIMS.")
+  flags.DEFINE_string("root", "workdirs/claims", "Folder holding the ladders' outputs.")
+  flags.DEFINE_string("out", "", "Markdown file to write (default: <root>/claims.md).")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -257,5 +277,10 @@ def main(argv: Sequence[str]) -> None:
   print(text)
 
 
-if __name__ == "__main__":
+def _main() -> None:
+  define_flags()
   app.run(main)
+
+
+if __name__ == "__main__":
+  _main()

@@ -1,0 +1,115 @@
+r"""The lectures' claims about their experiments, as ``jaxcnn.claims`` tests them.
+
+Each claim names the ladder output folder its runs are in (under the claims
+root, ``workdirs/claims`` by default), the command that trains them (every
+rung a population of seeds), the rungs compared and the metric. Make the
+runs, then the table:
+
+  python -m jaxcnn.ladder --config_file=experiments/mlp_activations.py --seeds=3 \
+      --out=workdirs/claims/mlp_activations
+  ... (each claim's command)
+  python -m jaxcnn.claims --claims_file=experiments/claims/lectures.py --root=workdirs/claims
+
+Metrics: ``loss@1`` is the training loss of epoch 1 (running mean over the
+epoch's batches, as Keras logs it): how fast a run starts to learn.
+``accuracy-val_accuracy`` is the train/validation gap of the last epoch.
+"""
+
+from jaxcnn.claims import Claim
+
+_ACT = ("python -m jaxcnn.ladder --config_file=experiments/mlp_activations.py --seeds=3 "
+        "--out=workdirs/claims/mlp_activations")
+_ACT_SCALE = "Fashion-MNIST 55,000 / 5,000 / 10,000, 300-100 MLP, SGD 0.01, 10 epochs, 3 seeds"
+_OPT = ("python -m jaxcnn.ladder --config_file=experiments/mlp_optimizers.py --seeds=3 "
+        "--out=workdirs/claims/mlp_optimizers")
+_OPT_SCALE = "Fashion-MNIST full, 300-100 MLP (elu + he_normal), 10 epochs, 3 seeds"
+_REG = ("python -m jaxcnn.ladder --config_file=experiments/mlp_regularization.py --seeds=3 "
+        "--out=workdirs/claims/mlp_regularization")
+_REG_SCALE = "Fashion-MNIST full, 300-100 MLP, Nadam, 2 epochs (as the lecture), 3 seeds"
+_CNN = ("python -m jaxcnn.ladder --config_file=experiments/mnist_cnns.py --options=fashion_mnist "
+        "--seeds=3 --epochs=2 --out=workdirs/claims/mnist_cnns_fashion")
+_CNN_SCALE = "Fashion-MNIST 54,000 / 6,000 / 10,000, Adam, batch 128, 2 epochs, 3 seeds"
+_SCHED = ("python -m jaxcnn.ladder --config_file=experiments/mlp_schedules.py --seeds=3 "
+          "--out=workdirs/claims/mlp_schedules")
+_SCHED_SCALE = "Fashion-MNIST full, 300-100 MLP, SGD lr0 0.01, 20 epochs, 3 seeds"
+_LADDER = ("python -m jaxcnn.ladder --config_file=experiments/regularization_ladder.py "
+           "--options=overfit --seeds=3 --out=workdirs/claims/regularization_overfit")
+_LADDER_SCALE = ("Fashion-MNIST 800 / 200 train / validation, first 1,000 test, cifar_cnn, "
+                 "Adam, 8 epochs, 3 seeds")
+_TRANSFER = ("python -m jaxcnn.ladder --config_file=experiments/transfer_digits_ladder.py "
+             "--seeds=3 --out=workdirs/claims/transfer_digits")
+_TRANSFER_SCALE = "400 scikit-learn digits (offline stand-in for cats vs dogs), 3 seeds"
+
+CLAIMS = [
+    # Lecture 004: activations, initialization.
+    Claim("004", "activations rank SELU > ELU > leaky ReLU > ReLU > tanh > logistic",
+          "mlp_activations", _ACT, "ranking",
+          ("selu", "elu", "leaky_relu", "relu", "tanh", "logistic"), scale=_ACT_SCALE),
+    Claim("004", "logistic is the worst activation (here: below tanh)",
+          "mlp_activations", _ACT, "better", ("tanh", "logistic"), scale=_ACT_SCALE),
+    Claim("004", "ReLU wants He initialization (He beats Glorot)",
+          "mlp_activations", _ACT, "better", ("relu", "relu_glorot"), scale=_ACT_SCALE),
+    # Lecture 004: optimizers.
+    Claim("004", "momentum optimization goes faster than plain SGD",
+          "mlp_optimizers", _OPT, "better", ("momentum", "sgd"), metric="loss@1",
+          higher_is_better=False, scale=_OPT_SCALE),
+    Claim("004", "Nesterov momentum is faster than momentum",
+          "mlp_optimizers", _OPT, "better", ("nesterov", "momentum"), metric="loss@1",
+          higher_is_better=False, scale=_OPT_SCALE),
+    Claim("004", "adaptive methods (Adam) converge faster than SGD",
+          "mlp_optimizers", _OPT, "better", ("adam", "sgd"), metric="loss@1",
+          higher_is_better=False, scale=_OPT_SCALE),
+    Claim("004", "AdaGrad slows down too much and stops short of the minimum",
+          "mlp_optimizers", _OPT, "better", ("sgd", "adagrad"), metric="loss",
+          higher_is_better=False, scale=_OPT_SCALE),
+    Claim("004", "Nadam is often a bit better than Adam",
+          "mlp_optimizers", _OPT, "better", ("nadam", "adam"), scale=_OPT_SCALE),
+    # Lecture 004: schedules.
+    Claim("004", "1cycle converges fastest (training loss after 20 epochs, vs constant)",
+          "mlp_schedules", _SCHED, "better", ("1cycle_low", "constant"), metric="loss",
+          higher_is_better=False, scale=_SCHED_SCALE),
+    Claim("004", "exponential decay works well (test accuracy vs constant)",
+          "mlp_schedules", _SCHED, "better", ("exponential", "constant"), scale=_SCHED_SCALE),
+    Claim("004", "performance scheduling works well (test accuracy vs constant)",
+          "mlp_schedules", _SCHED, "better", ("plateau", "constant"), scale=_SCHED_SCALE),
+    # Lecture 004: MC dropout.
+    Claim("004", "MC dropout matches the single pass (0.8568 vs 0.8577 in the lecture)",
+          "mlp_regularization", _REG, "as_good",
+          ("dropout:mc_dropout_test_accuracy", "dropout:test_accuracy"), scale=_REG_SCALE),
+    # Lecture 002: BatchNorm on the small CNN.
+    Claim("002", "BatchNorm makes the small CNN train faster (validation accuracy, epoch 1)",
+          "mnist_cnns_fashion", _CNN, "better", ("cnn_small_bn", "cnn_small"),
+          metric="val_accuracy@1", scale=_CNN_SCALE),
+    Claim("002", "BatchNorm improves the small CNN (test accuracy)",
+          "mnist_cnns_fashion", _CNN, "better", ("cnn_small_bn", "cnn_small"),
+          scale=_CNN_SCALE),
+    # Lecture 000: the regularization ladder, in the overfitting regime.
+    Claim("000", "normalizing the inputs helps", "regularization_overfit", _LADDER,
+          "better", ("normalization", "baseline"), scale=_LADDER_SCALE),
+    Claim("000", "BatchNorm helps", "regularization_overfit", _LADDER, "better",
+          ("batchnorm", "normalization"), scale=_LADDER_SCALE),
+    Claim("000", "L2 narrows the train/validation gap", "regularization_overfit", _LADDER,
+          "better", ("l2", "normalization"), metric="accuracy-val_accuracy",
+          higher_is_better=False, scale=_LADDER_SCALE),
+    Claim("000", "dropout narrows the train/validation gap", "regularization_overfit",
+          _LADDER, "better", ("dropout", "normalization"), metric="accuracy-val_accuracy",
+          higher_is_better=False, scale=_LADDER_SCALE),
+    Claim("000", "max-pooling trains much faster", "regularization_overfit", _LADDER,
+          "faster", ("dropout_maxnorm_maxpool", "dropout_maxnorm"), scale=_LADDER_SCALE),
+    Claim("000", "max-pooling lowers the accuracy", "regularization_overfit", _LADDER,
+          "better", ("dropout_maxnorm", "dropout_maxnorm_maxpool"), scale=_LADDER_SCALE),
+    Claim("000", "stride-2 convolutions are as fast as pooling", "regularization_overfit",
+          _LADDER, "as_fast", ("dropout_maxnorm_strides", "dropout_maxnorm_maxpool"),
+          scale=_LADDER_SCALE),
+    Claim("000", "stride-2 convolutions are less accurate than pooling",
+          "regularization_overfit", _LADDER, "better",
+          ("dropout_maxnorm_maxpool", "dropout_maxnorm_strides"), scale=_LADDER_SCALE),
+    # Lecture 003: few data.
+    Claim("003", "data expansion helps a network trained from scratch on few data",
+          "transfer_digits", _TRANSFER, "better",
+          ("transfer_digits_scratch_augment", "transfer_digits_scratch"),
+          scale=_TRANSFER_SCALE),
+    Claim("003", "transfer (a pretrained base) beats training from scratch on few data",
+          "transfer_digits", _TRANSFER, "better",
+          ("transfer_digits_features", "transfer_digits_scratch"), scale=_TRANSFER_SCALE),
+]

@@ -1,0 +1,103 @@
+"""Claims: verdicts from seeds' values, against scipy's Welch test by hand."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from jaxcnn import claims
+from jaxcnn import ladder
+
+
+def claim(kind="better", rungs=("a", "b"), **kw):
+  return claims.Claim(lecture="004", words="a beats b", ladder="l", command="cmd",
+                      kind=kind, rungs=rungs, **kw)
+
+
+def test_better_is_reproduced_only_beyond_noise_and_the_right_way():
+  a, b = [0.90, 0.91, 0.92], [0.85, 0.86, 0.85]
+  verdict, text = claims.verdict(claim(), {"a": a, "b": b})
+  p = stats.ttest_ind(a, b, equal_var=False).pvalue
+  assert p < 0.05 and verdict == claims.REPRODUCED and f"p={p:.2g}" in text
+  assert claims.verdict(claim(), {"a": b, "b": a})[0] == claims.NOT_REPRODUCED
+  noisy = {"a": [0.90, 0.86, 0.88], "b": [0.87, 0.89, 0.88]}
+  assert claims.verdict(claim(), noisy)[0] == claims.INCONCLUSIVE
+  # Lower is better for a loss: the same numbers read the other way.
+  assert claims.verdict(claim(higher_is_better=False), {"a": b, "b": a})[0] == claims.REPRODUCED
+
+
+def test_ranking_needs_every_neighbouring_pair_and_fails_on_one_reversal():
+  ranked = {"x": [3.0, 3.1, 3.05], "y": [2.0, 2.1, 2.05], "z": [1.0, 1.1, 1.05]}
+  c = claim("ranking", ("x", "y", "z"))
+  assert claims.verdict(c, ranked)[0] == claims.REPRODUCED
+  tie = dict(ranked, y=[1.0, 3.1, 2.0])
+  assert claims.verdict(c, tie)[0] == claims.INCONCLUSIVE
+  reversed_pair = dict(ranked, z=[4.0, 4.1, 4.05])
+  verdict, text = claims.verdict(c, reversed_pair)
+  assert verdict == claims.NOT_REPRODUCED and "y - z = -" in text
+
+
+def test_as_good_speed_and_single_seed_rules():
+  same = {"a": [0.88, 0.89, 0.87], "b": [0.885, 0.875, 0.89]}
+  assert claims.verdict(claim("as_good"), same)[0] == claims.REPRODUCED
+  apart = {"a": [0.80, 0.81, 0.80], "b": [0.90, 0.91, 0.90]}
+  assert claims.verdict(claim("as_good"), apart)[0] == claims.NOT_REPRODUCED
+  times = {"a": 10.0, "b": 45.0}
+  assert claims.verdict(claim("faster"), {}, times)[0] == claims.REPRODUCED
+  assert claims.verdict(claim("faster"), {}, {"a": 10.0, "b": 15.0})[0] == claims.INCONCLUSIVE
+  assert claims.verdict(claim("as_fast"), {}, {"a": 10.0, "b": 12.0})[0] == claims.REPRODUCED
+  assert claims.verdict(claim(), {"a": [0.9], "b": [0.1]})[0] == claims.INCONCLUSIVE
+  with pytest.raises(ValueError, match="compares two rungs"):
+    claim("better", ("a", "b", "c"))
+
+
+def write_population(workdir, val_acc, train_acc, test_acc):
+  """A population workdir's history.json / results.json, as train writes them."""
+  os.makedirs(workdir)
+  members = [{"loss": [1.0, 0.5], "accuracy": [0.5, t], "val_accuracy": [0.4, v],
+              "val_loss": [1.0, 0.6]} for v, t in zip(val_acc, train_acc)]
+  history = {"loss": [1.0, 0.5], "accuracy": [0.5, float(np.mean(train_acc))],
+             "val_accuracy": [0.4, float(np.mean(val_acc))], "val_loss": [1.0, 0.6],
+             "epoch_time": [30.0, 10.0, 10.0], "images_per_second": [1.0, 2.0, 2.0],
+             "members": members}
+  results = {"test_loss": 0.5, "test_loss_members": [0.5] * len(test_acc),
+             "test_accuracy": float(np.mean(test_acc)), "test_accuracy_members": test_acc}
+  with open(os.path.join(workdir, "history.json"), "w") as f:
+    json.dump(history, f)
+  with open(os.path.join(workdir, "results.json"), "w") as f:
+    json.dump(results, f)
+
+
+def test_values_rows_and_table_from_workdirs(tmp_path):
+  root = str(tmp_path)
+  write_population(os.path.join(root, "l", "a"), [0.8, 0.81, 0.82], [0.99, 0.98, 0.99],
+                   [0.9, 0.91, 0.92])
+  write_population(os.path.join(root, "l", "b"), [0.7, 0.71, 0.7], [0.99, 0.99, 0.98],
+                   [0.85, 0.86, 0.85])
+  a = os.path.join(root, "l", "a")
+  assert claims.member_values(a, "test_accuracy") == [0.9, 0.91, 0.92]
+  assert claims.member_values(a, "val_accuracy@1") == [0.4] * 3
+  assert claims.member_values(a, "test_accuracy") == ladder.summarize(a)["test_accuracy_members"]
+  np.testing.assert_allclose(claims.member_values(a, "accuracy-val_accuracy"),
+                             [0.19, 0.17, 0.17])
+  assert claims.training_time(a) == 20.0  # The first (compiling) epoch left out.
+  gap = claim(metric="accuracy-val_accuracy", higher_is_better=False)
+  row = claims.evaluate(gap, root)
+  assert row["verdict"] == claims.REPRODUCED and "n=3" in row["result"]
+  missing = claims.evaluate(claim(rungs=("a", "c")), root)
+  assert missing["verdict"] == claims.NOT_RUN and "c" in missing["result"]
+  table = claims.to_markdown([row, missing])
+  assert table.count("\n") == 8 and "**reproduced**" in table and "**not run**" in table
+  with pytest.raises(KeyError, match="no metric 'nope'"):
+    claims.member_values(a, "nope")
+
+
+def test_a_rung_can_name_its_own_metric(tmp_path):
+  root = str(tmp_path)
+  write_population(os.path.join(root, "l", "a"), [0.8, 0.81, 0.82], [0.9, 0.9, 0.9],
+                   [0.9, 0.91, 0.92])
+  c = claim("as_good", ("a:test_accuracy", "a:val_accuracy"))
+  row = claims.evaluate(c, root)
+  assert row["verdict"] == claims.NOT_REPRODUCED  # 0.91 vs 0.81: beyond noise.
