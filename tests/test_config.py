@@ -215,7 +215,7 @@ def test_best_metric_says_what_is_valid():
 
 def test_normalization_names_the_valid_ones():
   assert config_lib.NORMALIZATIONS == (
-      "rescale", "standardize", "standardize_pixel", "none")
+      "rescale", "standardize", "standardize_pixel", "minmax", "minmax_pixel", "none")
   c = config_lib.defaults()
   for name in config_lib.NORMALIZATIONS:
     c.dataset.normalization = name
