@@ -132,6 +132,13 @@ def defaults() -> ml_collections.ConfigDict:
   # Validation/test metrics from the mean probabilities of each image and its
   # left-right mirror (test-time augmentation; predict/predict_mc ignore it).
   c.training.test_time_flip = False
+  # Also score the training part in evaluation mode (dropout off, BatchNorm
+  # moving statistics) at each validation: train_eval_loss/accuracy in the
+  # history, so the real train/validation gap is visible (lecture 004).
+  c.training.eval_train = False
+  # After training: recompute BatchNorm's moving mean/var as the plain average
+  # of this many training batches' statistics ("precise BN"); 0 = off.
+  c.training.recompute_bn_stats = 0
   # Members trained together in one compiled program (see population below).
   c.training.population = 1
   # 'auto' | 'vmap' | 'loop': how one step updates every member (POPULATION_MODES).
@@ -268,6 +275,7 @@ RANGES = (
     Range("training.keep_best", 0, note="0 = off"),
     Range("training.log_every_steps", 1),
     Range("training.label_smoothing", 0, 1, open_max=True),
+    Range("training.recompute_bn_stats", 0, note="training batches; 0 = off"),
     Range("training.population", 1),
     Range("inference.num_samples", 1),
     Range("inference.batch_size", 1),

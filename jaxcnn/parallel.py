@@ -203,7 +203,10 @@ def make_train_step(
   Returns:
     ``step(state, batch) -> (state, metrics)`` where ``batch['image']`` is
     ``[devices, per_device, H, W, C]`` and metrics are device arrays (fetch
-    them only at log points).
+    them only at log points): ``loss`` (Keras' reported loss: the
+    cross-entropy plus ``penalty_fn`` of the parameters the step started
+    from), ``data_loss`` (the cross-entropy alone), ``accuracy`` and
+    ``grad_norm``.
   """
 
   per_device_step = _per_device_step(model, tx, penalty_fn, project_fn,
@@ -304,7 +307,7 @@ def _per_device_step(model, tx, penalty_fn, project_fn, label_smoothing):
       total = data_loss + penalty_fn(params)
       return total, (data_loss, logits, new_model_state)
 
-    grads, (data_loss, logits, new_model_state) = jax.grad(
+    (loss, (data_loss, logits, new_model_state)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params)
     grads = collectives.pmean(grads, AXIS)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -313,8 +316,11 @@ def _per_device_step(model, tx, penalty_fn, project_fn, label_smoothing):
     # pmean makes the replica-equality that out_axes=None relies on explicit.
     batch_stats = collectives.pmean(
         new_model_state.get("batch_stats", state.batch_stats), AXIS)
+    # Keras' reported loss includes the regularization penalty (the
+    # parameters' before this update); the cross-entropy alone is data_loss.
     metrics = {
-        "loss": data_loss,
+        "loss": loss,
+        "data_loss": data_loss,
         "accuracy": correct(logits, batch["label"]).mean(),
         "grad_norm": optax.tree.norm(grads),
     }
