@@ -332,6 +332,33 @@ def _per_device_step(model, tx, penalty_fn, project_fn, label_smoothing):
   return per_device_step
 
 
+def make_batch_stats_step(model: flax.linen.Module, *, pmap: bool = True):
+  """Builds the compiled step that returns one batch's BatchNorm statistics.
+
+  ``model`` runs in train mode (batch statistics, dropout on, as during
+  training) and should be built with ``axis_name='batch'`` and BatchNorm
+  momentum 0, so that its updated ``batch_stats`` are the global batch's
+  mean and (biased) variance themselves (``jaxcnn.precise_bn``). Nothing
+  else changes: no gradient, no parameter update.
+
+  Returns:
+    ``step(state, batch) -> batch_stats`` (replicated, as ``state.batch_stats``).
+  """
+
+  def per_device_stats(state: TrainState, batch: Batch):
+    # Dropout masks of their own: the step count folded with a fixed tag.
+    rng = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(
+        state.rng, state.step), 0x5eed), jax.lax.axis_index(AXIS))
+    _, new_model_state = model.apply(
+        _variables(state.params, state.batch_stats), batch["image"], train=True,
+        rngs={"dropout": rng}, mutable=["batch_stats"])
+    return collectives.pmean(new_model_state["batch_stats"], AXIS)
+
+  if not pmap:
+    return _single_device(per_device_stats)
+  return _data_parallel(per_device_stats)
+
+
 def flip_averaged_logits(logits: jax.Array, flipped_logits: jax.Array) -> jax.Array:
   """Logits whose probabilities are the mean of the two predictions' ones.
 

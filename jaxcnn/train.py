@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import math
 import os
 import signal
@@ -37,6 +38,7 @@ from jaxcnn import data as data_lib
 from jaxcnn import models
 from jaxcnn import optim
 from jaxcnn import parallel
+from jaxcnn import precise_bn
 from jaxcnn import state as state_lib
 from jaxcnn import workdir as workdir_lib
 from jaxcnn.state import TrainState
@@ -379,6 +381,7 @@ def fit(setup: Setup, state: TrainState, progress: Progress,
       while progress.epoch < num_epochs:
         state = _epoch(setup, state, progress, train_step, eval_step, writer,
                        stop_signals, ckpt)
+    _warn_stale_bn(setup, state)
     _test(setup, state, progress.history, eval_step, writer, progress.epoch)
   finally:
     if writer is not None:
@@ -429,6 +432,8 @@ def _epoch(setup, state, progress, train_step, eval_step, writer, signals, ckpt)
   progress.partial = {}
   progress.epoch += 1
   epoch = progress.epoch
+  if epoch == num_epochs:  # Before the last validation, checkpoint and test.
+    state = _recompute_bn_stats(setup, state)
   end = _population_epoch_end if setup.members else _epoch_end
   state, row = end(setup, state, progress.history, metrics, eval_step, epoch, writer)
   if is_main_process():
@@ -438,6 +443,46 @@ def _epoch(setup, state, progress, train_step, eval_step, writer, signals, ckpt)
     ckpt.save(_step(state), state, _meta(setup, progress),
               metrics={metric: row[metric]} if metric in row else None)
   return state
+
+
+def _recompute_bn_stats(setup: Setup, state: TrainState) -> TrainState:
+  """``training.recompute_bn_stats``: precise BN over that many training batches.
+
+  The batches are those of the epochs after the last one (the same for the
+  same seed); a population's members each take their own.
+  """
+  n = setup.config.training.recompute_bn_stats
+  if not n or not _member0(state).batch_stats:
+    return state
+  pmap = not jax.config.jax_debug_nans
+  first = setup.config.training.num_epochs
+
+  def batches(member=None):
+    epochs = (setup.data.train_epoch(e) for e in itertools.count(first))
+    for batch in itertools.chain.from_iterable(epochs):
+      yield batch if member is None else jax.tree.map(lambda x: x[member], batch)
+
+  if not setup.members:
+    state = precise_bn.recompute(setup.train_model, state, batches(), n, pmap=pmap)
+  else:
+    state = state_lib.stack([
+        precise_bn.recompute(m.train_model, state_lib.member(state, i), batches(i), n,
+                             pmap=pmap) for i, m in enumerate(setup.members)])
+  if is_main_process():
+    print(f"Recomputed the BatchNorm moving statistics as the mean of {n} training "
+          f"batches' statistics ({n * setup.config.training.batch_size} images).")
+  return state
+
+
+def _warn_stale_bn(setup: Setup, state: TrainState) -> None:
+  """Prints :func:`precise_bn.stale_warning` when the moving statistics are mostly initial."""
+  if setup.config.training.recompute_bn_stats or not _member0(state).batch_stats:
+    return
+  warning = precise_bn.stale_warning(setup.train_model, _step(state))
+  if warning and is_main_process():
+    print(warning)
+  if warning:
+    logging.warning(warning)
 
 
 def _validates(config, epoch: int) -> bool:
