@@ -191,3 +191,27 @@ def test_run_recomputes_before_checkpoint_and_test_and_warns_without(
   accuracy = float(np.mean(np.argmax(logits, -1) == labels))
   results = json.loads((tmp_path / "precise" / "results.json").read_text())
   assert results["test_accuracy"] == pytest.approx(accuracy, abs=1e-6)
+
+
+def test_population_member_recomputes_and_evaluates_as_its_single_run(
+    mock_fashion_mnist, tmp_path):
+  config = mock_fashion_mnist
+  config.model.name = "mlp_bn"
+  config.optimizer.name = "adam"
+  config.regularization.l2 = 1e-4
+  config.training.batch_size = 32
+  config.training.num_epochs = 1
+  config.training.population = 2
+  config.training.recompute_bn_stats = 2
+  config.training.eval_train = True
+  state, history = train.train_and_evaluate(config, str(tmp_path / "population"))
+  single_config = config_lib.member_configs(config)[1]
+  single, single_history = train.train_and_evaluate(single_config, str(tmp_path / "single"))
+  for a, b in zip(jax.tree.leaves(state_lib.member(state, 1).batch_stats),
+                  jax.tree.leaves(single.batch_stats)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  member = history["members"][1]
+  for key in ("loss", "data_loss", "train_eval_loss", "train_eval_accuracy"):
+    np.testing.assert_allclose(member[key], single_history[key], rtol=1e-5)
+  assert member["loss"][0] > member["data_loss"][0]  # the l2 penalty
+  assert len(history["train_eval_accuracy_std"]) == 1
