@@ -80,15 +80,18 @@ def stale_warning(model, updates: int, *, threshold: float = STALE_THRESHOLD) ->
   weight = stale_weight(m, updates)
   if weight <= threshold:
     return None
-  # The updates that would bring the initial weight down to the threshold.
+  # The updates that bring the initial weight down to the threshold, and the
+  # momentum that does it in the updates seen.
   needed = math.ceil(math.log(threshold) / math.log(m))
+  lower = math.floor(100 * threshold ** (1 / max(updates, 1))) / 100
   return (f"Warning: the BatchNorm moving statistics saw {updates} updates at "
           f"momentum {m:g}, so their initial values (mean 0, variance 1) still weigh "
           f"{m:g}**{updates} = {weight:.2f} of them (more than {threshold:g}): "
-          "evaluation and test use statistics that are mostly the initial ones. "
-          f"Train at least {needed} steps, lower model.bn_momentum (e.g. "
-          f"--config.model.bn_momentum=0.9), or set training.recompute_bn_stats "
-          "(e.g. 100 training batches) to recompute them after training.")
+          "evaluation and test use statistics that are still partly the initial "
+          "ones. Set training.recompute_bn_stats (e.g. 50 training batches) to "
+          f"recompute them after training, train at least {needed} steps, or lower "
+          f"model.bn_momentum (at most {lower:g} for {updates} steps: "
+          f"--config.model.bn_momentum={lower:g}).")
 
 
 def recompute(train_model, state, batches: Iterable[Any], num_batches: int, *,

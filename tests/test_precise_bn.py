@@ -98,7 +98,8 @@ def test_stale_warning_fires_for_50_steps_at_099_and_not_for_1000():
   # 0.99**50 = 0.605: the initial statistics still weigh 0.61 of them.
   assert warning is not None
   for text in ("50 updates", "momentum 0.99", "0.61", "model.bn_momentum",
-               "training.recompute_bn_stats", "at least 299 steps"):
+               "training.recompute_bn_stats", "at least 299 steps",
+               "bn_momentum=0.94"):  # 0.05**(1/50) = 0.9418
     assert text in warning
   assert precise_bn.stale_warning(model, 1000) is None  # 0.99**1000 = 4e-5
   assert precise_bn.stale_weight(0.99, 50) == pytest.approx(0.99 ** 50)
@@ -106,6 +107,7 @@ def test_stale_warning_fires_for_50_steps_at_099_and_not_for_1000():
   fast = models.create({"name": "mlp_bn", "bn_momentum": 0.9}, num_classes=10)
   assert precise_bn.momenta(fast) == [0.9, 0.9, 0.9]
   assert precise_bn.stale_warning(fast, 50) is None
+  assert 0.94 ** 50 <= 0.05 < 0.95 ** 50  # the suggestion is the largest that works
   assert precise_bn.stale_warning(models.create("mlp", num_classes=10), 5) is None
 
 
