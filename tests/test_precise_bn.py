@@ -217,3 +217,12 @@ def test_population_member_recomputes_and_evaluates_as_its_single_run(
     np.testing.assert_allclose(member[key], single_history[key], rtol=1e-5)
   assert member["loss"][0] > member["data_loss"][0]  # the l2 penalty
   assert len(history["train_eval_accuracy_std"]) == 1
+
+
+def test_regularization_ladders_batchnorm_rung_recomputes_its_statistics():
+  path = "experiments/regularization_ladder.py"
+  import pathlib  # pylint: disable=g-import-not-at-top
+  path = str(pathlib.Path(__file__).parents[1] / path)
+  for options in ("", ",overfit", ",cifar10"):
+    assert config_lib.load(f"{path}:batchnorm{options}").training.recompute_bn_stats == 20
+    assert config_lib.load(f"{path}:l2{options}").training.recompute_bn_stats == 0
