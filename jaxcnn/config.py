@@ -88,7 +88,7 @@ def defaults() -> ml_collections.ConfigDict:
   c.dataset.mirror_dir = ""  # '' -> $JAXCNN_MIRROR_DIR or the Debian path
   c.dataset.train_split = "train"
   c.dataset.test_split = "test"
-  # Validation carved from the end of train: a fraction in (0, 1) or a count.
+  # Validation carved from train (see validation_from): a fraction in (0, 1) or a count.
   c.dataset.validation_split = 0.0
   # Where it is carved from: 'end' (Keras' validation_split, lecture 002) or
   # 'start' (lecture 004 holds out the FIRST 5,000 training images).
