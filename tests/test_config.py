@@ -146,7 +146,7 @@ RANGE_CASES = [
     ("training.label_smoothing", 0.0, -0.1, "in [0, 1)"),
     ("training.label_smoothing", 0.9, 1.0, "in [0, 1)"),
     ("training.population", 1, 0, ">= 1"),
-    ("training.recompute_bn_stats", 0, -1, ">= 0"),
+    ("training.recompute_bn_stats", 0, -1, ">= 0 (training batches; 0 = off)"),
     ("inference.num_samples", 1, 0, ">= 1"),
     ("inference.batch_size", 1, 0, ">= 1"),
 ]
