@@ -9,9 +9,10 @@ Members (config strings):
                  (``inference.predict_mc``), the lecture's ``training=True`` loop.
   ``selu_alpha_dropout``  selu + lecun_normal with AlphaDropout 0.2.
 All on per-pixel standardized inputs (the lecture's ``X_train_scaled``), the
-last 5,000 training images held out for validation (the lecture holds out the
-first 5,000; jaxcnn carves from the end, see ``jaxcnn.data.splits``), batch 32,
-Nadam.
+first 5,000 training images held out for validation, as the lecture does
+(``dataset.validation_from='start'``, set by
+``experiment_bases.lecture004_mlp``; RESULTS.md's table was run before that
+key existed, on the last 5,000), batch 32, Nadam.
 
 Launch:
   python -m jaxcnn.ladder --config_file=experiments/mlp_regularization.py --out=workdirs/ladders/mlp_regularization

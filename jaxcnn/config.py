@@ -42,8 +42,14 @@ OPEN_SECTIONS = ("model", "optimizer", "schedule", "dataset.augmentation")
 
 # The valid ``dataset.normalization`` names. 'rescale' is x / 255;
 # 'standardize' the per-channel mean/std of the training split only;
-# 'standardize_pixel' the per-pixel mean/std (lecture 004); 'none' raw pixels.
-NORMALIZATIONS = ("rescale", "standardize", "standardize_pixel", "none")
+# 'standardize_pixel' the per-pixel mean/std (lecture 004); 'minmax' and
+# 'minmax_pixel' map the training part's per-channel / per-pixel minimum and
+# maximum to -1 and 1 (lecture 000); 'none' raw pixels.
+NORMALIZATIONS = ("rescale", "standardize", "standardize_pixel", "minmax", "minmax_pixel",
+                  "none")
+
+# Where ``dataset.validation_split`` is carved from the training split.
+VALIDATION_FROM = ("end", "start")
 
 # How a population step updates its members: 'vmap' maps one member's step
 # over the member axis (one batched program); 'loop' unrolls one step per
@@ -82,8 +88,11 @@ def defaults() -> ml_collections.ConfigDict:
   c.dataset.mirror_dir = ""  # '' -> $JAXCNN_MIRROR_DIR or the Debian path
   c.dataset.train_split = "train"
   c.dataset.test_split = "test"
-  # Validation carved from the end of train: a fraction in (0, 1) or a count.
+  # Validation carved from train (see validation_from): a fraction in (0, 1) or a count.
   c.dataset.validation_split = 0.0
+  # Where it is carved from: 'end' (Keras' validation_split, lecture 002) or
+  # 'start' (lecture 004 holds out the FIRST 5,000 training images).
+  c.dataset.validation_from = "end"
   c.dataset.normalization = "rescale"  # one of NORMALIZATIONS
   c.dataset.image_size = ()  # () keeps the native size, else (height, width)
   c.dataset.grayscale_to_rgb = False
@@ -123,6 +132,13 @@ def defaults() -> ml_collections.ConfigDict:
   # Validation/test metrics from the mean probabilities of each image and its
   # left-right mirror (test-time augmentation; predict/predict_mc ignore it).
   c.training.test_time_flip = False
+  # Also score the training part in evaluation mode (dropout off, BatchNorm
+  # moving statistics) at each validation: train_eval_loss/accuracy in the
+  # history, so the real train/validation gap is visible (lecture 004).
+  c.training.eval_train = False
+  # After training: recompute BatchNorm's moving mean/var as the plain average
+  # of this many training batches' statistics ("precise BN"); 0 = off.
+  c.training.recompute_bn_stats = 0
   # Members trained together in one compiled program (see population below).
   c.training.population = 1
   # 'auto' | 'vmap' | 'loop': how one step updates every member (POPULATION_MODES).
@@ -259,6 +275,7 @@ RANGES = (
     Range("training.keep_best", 0, note="0 = off"),
     Range("training.log_every_steps", 1),
     Range("training.label_smoothing", 0, 1, open_max=True),
+    Range("training.recompute_bn_stats", 0, note="training batches; 0 = off"),
     Range("training.population", 1),
     Range("inference.num_samples", 1),
     Range("inference.batch_size", 1),
@@ -329,6 +346,10 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         f"'dataset.normalization' must be one of {', '.join(NORMALIZATIONS)}; "
         f"got {d.normalization!r}.")
   _check_validation_split(d.validation_split)
+  if d.validation_from not in VALIDATION_FROM:
+    raise ConfigError(
+        f"'dataset.validation_from' must be one of {', '.join(VALIDATION_FROM)}; "
+        f"got {d.validation_from!r}.")
   _check_image_size(d.image_size)
   _validate_population(config)
   return config
@@ -473,7 +494,8 @@ def shrink(config: ml_collections.ConfigDict, *, epochs: int = 0,
       is cut to the run, so the config says what happens: the last epoch is
       the one checkpoint.
     train_examples: ``dataset.num_train_examples`` (the first N of the train
-      split; validation is carved from their end).
+      split; validation is carved from their end or start,
+      ``dataset.validation_from``).
     validation_examples: ``dataset.validation_split`` as a count (0: no
       validation). None: a count above a tenth of ``train_examples`` is cut
       to that tenth (at least 1), so a small run keeps most of its examples

@@ -50,12 +50,15 @@ def quick(config: ml_collections.ConfigDict, **sizes: int) -> ml_collections.Con
 def lecture004_mlp(model: str, *, num_epochs: int) -> ml_collections.ConfigDict:
   """Lecture 004's Fashion-MNIST MLP setup, unlocked for the caller to finish.
 
-  5,000 validation images, per-pixel standardization, batch 32, no progress
-  bar (ladders run many members). The optimizer is the caller's to set.
+  The FIRST 5,000 training images validate (the lecture's
+  ``X_train_full[:5000]``, ``dataset.validation_from='start'``), per-pixel
+  standardization, batch 32, no progress bar (ladders run many members).
+  The optimizer is the caller's to set.
   """
   config = config_lib.defaults()
   config.dataset.name = "fashion_mnist"
   config.dataset.validation_split = 5000
+  config.dataset.validation_from = "start"
   config.dataset.normalization = "standardize_pixel"
   config.model.name = model
   config.training.batch_size = 32

@@ -63,13 +63,19 @@ from jaxcnn import config as config_lib
 from jaxcnn import run as run_lib
 
 # Columns of results.csv / results.md, in order (extra metrics follow).
-COLUMNS = ("member", "changes", "epochs", "train_loss", "train_accuracy",
+COLUMNS = ("member", "changes", "epochs", "train_loss", "train_data_loss", "train_accuracy",
+           "train_eval_loss", "train_eval_accuracy",
            "val_loss", "val_accuracy", "best_epoch", "test_loss",
            "test_accuracy", "wall_time_s", "images_per_second", "lecture")
 
 # Metrics given as mean ± std and a 95% interval for a population rung.
-STAT_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                "test_loss", "test_accuracy")
+STAT_METRICS = ("train_loss", "train_data_loss", "train_accuracy", "train_eval_loss",
+                "train_eval_accuracy", "val_loss", "val_accuracy", "test_loss",
+                "test_accuracy")
+# Optional columns: the history key behind each (train_data_loss only where a
+# penalty made it differ from train_loss; train_eval_* with training.eval_train).
+_OPTIONAL = {"train_data_loss": "data_loss", "train_eval_loss": "train_eval_loss",
+             "train_eval_accuracy": "train_eval_accuracy"}
 # Welch's t-test of each rung's test accuracy against the first rung's.
 ALPHA = 0.05
 CONFIDENCE = 0.95
@@ -279,7 +285,11 @@ def summarize(workdir: str) -> dict[str, Any]:
   """One row of numbers from a member's ``history.json`` and ``results.json``.
 
   ``train_*`` are the last epoch's running means over its batches, in train
-  mode (dropout on), as Keras' ``history['accuracy']``. ``best_epoch`` is the
+  mode (dropout on), as Keras' ``history['accuracy']``; ``train_loss``
+  includes the regularization penalty (Keras' loss) and ``train_data_loss``,
+  shown where it differs, is the cross-entropy alone. ``train_eval_*``
+  (``training.eval_train``) score the training part in evaluation mode
+  after the last epoch (dropout off, BatchNorm moving statistics). ``best_epoch`` is the
   1-based epoch of the highest validation accuracy (training accuracy when
   there is no validation). ``wall_time_s`` sums the epochs' times;
   ``images_per_second`` is the mean over epochs after the first (the first
@@ -306,9 +316,20 @@ def summarize(workdir: str) -> dict[str, Any]:
       "wall_time_s": float(sum(history.get("epoch_time", []))),
       "images_per_second": float(speed),
   }
+  for col, key in _OPTIONAL.items():
+    if _shown(history, col, key):
+      row[col] = _last(history[key])
   if "members" in history:
     row.update(_population_stats(history, results))
   return row
+
+
+def _shown(history: dict, col: str, key: str) -> bool:
+  """Whether an optional column has values (data loss: only where it differs)."""
+  values = history.get(key)
+  if not values or all(isinstance(v, float) and math.isnan(v) for v in values):
+    return False
+  return col != "train_data_loss" or values != history["loss"]
 
 
 def _population_stats(history: dict, results: dict) -> dict[str, Any]:
@@ -322,6 +343,9 @@ def _population_stats(history: dict, results: dict) -> dict[str, Any]:
       "test_loss": list(results["test_loss_members"]),
       "test_accuracy": list(results["test_accuracy_members"]),
   }
+  for col, key in _OPTIONAL.items():
+    if _shown(history, col, key):
+      values[col] = [_last(m.get(key, [])) for m in members]
   out: dict[str, Any] = {"seeds": len(members)}
   for metric, v in values.items():
     if any(math.isnan(x) for x in v):

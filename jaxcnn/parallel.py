@@ -232,7 +232,10 @@ def make_train_step(
   Returns:
     ``step(state, batch) -> (state, metrics)`` where ``batch['image']`` is
     ``[devices, per_device, H, W, C]`` and metrics are device arrays (fetch
-    them only at log points).
+    them only at log points): ``loss`` (Keras' reported loss: the
+    cross-entropy plus ``penalty_fn`` of the parameters the step started
+    from), ``data_loss`` (the cross-entropy alone), ``accuracy`` and
+    ``grad_norm``.
   """
 
   per_device_step = _per_device_step(model, tx, penalty_fn, project_fn,
@@ -333,7 +336,7 @@ def _per_device_step(model, tx, penalty_fn, project_fn, label_smoothing):
       total = data_loss + penalty_fn(params)
       return total, (data_loss, logits, new_model_state)
 
-    grads, (data_loss, logits, new_model_state) = jax.grad(
+    (loss, (data_loss, logits, new_model_state)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params)
     grads = collectives.pmean(grads, AXIS)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -342,8 +345,11 @@ def _per_device_step(model, tx, penalty_fn, project_fn, label_smoothing):
     # pmean makes the replica-equality that out_axes=None relies on explicit.
     batch_stats = collectives.pmean(
         new_model_state.get("batch_stats", state.batch_stats), AXIS)
+    # Keras' reported loss includes the regularization penalty (the
+    # parameters' before this update); the cross-entropy alone is data_loss.
     metrics = {
-        "loss": data_loss,
+        "loss": loss,
+        "data_loss": data_loss,
         "accuracy": correct(logits, batch["label"]).mean(),
         "grad_norm": optax.tree.norm(grads),
     }
@@ -353,6 +359,33 @@ def _per_device_step(model, tx, penalty_fn, project_fn, label_smoothing):
     return new_state, metrics
 
   return per_device_step
+
+
+def make_batch_stats_step(model: flax.linen.Module, *, pmap: bool = True):
+  """Builds the compiled step that returns one batch's BatchNorm statistics.
+
+  ``model`` runs in train mode (batch statistics, dropout on, as during
+  training) and should be built with ``axis_name='batch'`` and BatchNorm
+  momentum 0, so that its updated ``batch_stats`` are the global batch's
+  mean and (biased) variance themselves (``jaxcnn.precise_bn``). Nothing
+  else changes: no gradient, no parameter update.
+
+  Returns:
+    ``step(state, batch) -> batch_stats`` (replicated, as ``state.batch_stats``).
+  """
+
+  def per_device_stats(state: TrainState, batch: Batch):
+    # Dropout masks of their own: the step count folded with a fixed tag.
+    rng = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(
+        state.rng, state.step), 0x5eed), jax.lax.axis_index(AXIS))
+    _, new_model_state = model.apply(
+        _variables(state.params, state.batch_stats), batch["image"], train=True,
+        rngs={"dropout": rng}, mutable=["batch_stats"])
+    return collectives.pmean(new_model_state["batch_stats"], AXIS)
+
+  if not pmap:
+    return _single_device(per_device_stats)
+  return _data_parallel(per_device_stats)
 
 
 def flip_averaged_logits(logits: jax.Array, flipped_logits: jax.Array) -> jax.Array:

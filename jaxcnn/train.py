@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import math
 import os
 import signal
@@ -37,6 +38,7 @@ from jaxcnn import data as data_lib
 from jaxcnn import models
 from jaxcnn import optim
 from jaxcnn import parallel
+from jaxcnn import precise_bn
 from jaxcnn import state as state_lib
 from jaxcnn import workdir as workdir_lib
 from jaxcnn.state import TrainState
@@ -252,6 +254,8 @@ def start(setup: Setup, ckpt: checkpoint_lib.Checkpointer
     state, meta = restored
     changes = workdir_lib.resume_changes(setup.workdir, config)
     progress = Progress(meta["epoch"], meta["history"], meta.get("partial", {}))
+    _complete_history(progress.history, _empty_history(
+        info.num_validation > 0, len(setup.members), _history_extras(config)))
     print(f"Resumed from {ckpt.directory} at step {_step(state)} "
           f"(epoch {progress.epoch} of {config.training.num_epochs} complete).")
     if changes:
@@ -259,8 +263,8 @@ def start(setup: Setup, ckpt: checkpoint_lib.Checkpointer
           f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items()) + ".")
   else:
     state = _pretrained(setup, scratch)
-    progress = Progress(0, _empty_history(info.num_validation > 0,
-                                          len(setup.members)), {})
+    progress = Progress(0, _empty_history(info.num_validation > 0, len(setup.members),
+                                          _history_extras(config)), {})
   setup = _with_rules(setup, _member0(state).params)
   if is_main_process():
     _print_start(setup, state)
@@ -351,9 +355,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
   Returns:
     ``(state, history)``: the final TrainState and a Keras-like history dict
-    of per-epoch lists (``loss``, ``accuracy``, ``val_loss``,
-    ``val_accuracy``, ``lr``, ``epoch_time``, ``images_per_second``), plus
-    the final ``test_loss`` and ``test_accuracy`` floats. For a population
+    of per-epoch lists (``loss``: the mean over the epoch's batches of the
+    cross-entropy plus the regularization penalty, as Keras reports it;
+    ``data_loss``: the cross-entropy alone, comparable with ``val_loss``
+    and ``test_loss``; ``accuracy``, ``val_loss``, ``val_accuracy``, ``lr``,
+    ``epoch_time``, ``images_per_second``; with ``training.eval_train``
+    also ``train_eval_loss`` and ``train_eval_accuracy``: the training part
+    scored in evaluation mode, dropout off and BatchNorm on its moving
+    statistics, after the epoch), plus the final ``test_loss`` and
+    ``test_accuracy`` floats. For a population
     (``training.population > 1``) the state has a leading member axis
     (``state.member(state, i)``) and the history gives each metric as the
     members' mean, ``<metric>_std`` and ``members`` (one such dict per
@@ -398,6 +408,7 @@ def fit(setup: Setup, state: TrainState, progress: Progress,
       while progress.epoch < num_epochs:
         state = _epoch(setup, state, progress, train_step, eval_step, writer,
                        stop_signals, ckpt)
+    _warn_stale_bn(setup, state)
     _test(setup, state, progress.history, eval_step, writer, progress.epoch)
   finally:
     if writer is not None:
@@ -448,6 +459,8 @@ def _epoch(setup, state, progress, train_step, eval_step, writer, signals, ckpt)
   progress.partial = {}
   progress.epoch += 1
   epoch = progress.epoch
+  if epoch == num_epochs:  # Before the last validation, checkpoint and test.
+    state = _recompute_bn_stats(setup, state)
   end = _population_epoch_end if setup.members else _epoch_end
   state, row = end(setup, state, progress.history, metrics, eval_step, epoch, writer)
   if is_main_process():
@@ -459,6 +472,46 @@ def _epoch(setup, state, progress, train_step, eval_step, writer, signals, ckpt)
   return state
 
 
+def _recompute_bn_stats(setup: Setup, state: TrainState) -> TrainState:
+  """``training.recompute_bn_stats``: precise BN over that many training batches.
+
+  The batches are those of the epochs after the last one (the same for the
+  same seed); a population's members each take their own.
+  """
+  n = setup.config.training.recompute_bn_stats
+  if not n or not _member0(state).batch_stats:
+    return state
+  pmap = not jax.config.jax_debug_nans
+  first = setup.config.training.num_epochs
+
+  def batches(member=None):
+    epochs = (setup.data.train_epoch(e) for e in itertools.count(first))
+    for batch in itertools.chain.from_iterable(epochs):
+      yield batch if member is None else jax.tree.map(lambda x: x[member], batch)
+
+  if not setup.members:
+    state = precise_bn.recompute(setup.train_model, state, batches(), n, pmap=pmap)
+  else:
+    state = state_lib.stack([
+        precise_bn.recompute(m.train_model, state_lib.member(state, i), batches(i), n,
+                             pmap=pmap) for i, m in enumerate(setup.members)])
+  if is_main_process():
+    print(f"Recomputed the BatchNorm moving statistics as the mean of {n} training "
+          f"batches' statistics ({n * setup.config.training.batch_size} images).")
+  return state
+
+
+def _warn_stale_bn(setup: Setup, state: TrainState) -> None:
+  """Prints :func:`precise_bn.stale_warning` when the moving statistics are mostly initial."""
+  if setup.config.training.recompute_bn_stats or not _member0(state).batch_stats:
+    return
+  warning = precise_bn.stale_warning(setup.train_model, _step(state))
+  if warning and is_main_process():
+    print(warning)
+  if warning:
+    logging.warning(warning)
+
+
 def _validates(config, epoch: int) -> bool:
   return (epoch % config.training.eval_every_epochs == 0
           or epoch == config.training.num_epochs)
@@ -467,7 +520,8 @@ def _validates(config, epoch: int) -> bool:
 def _epoch_end(setup, state, history, metrics, eval_step, epoch, writer):
   """A single run's validation, plateau step, history row and log line."""
   config, data = setup.config, setup.data
-  row = {"loss": metrics["loss"], "accuracy": metrics["accuracy"]}
+  row = {"loss": metrics["loss"], "data_loss": metrics["data_loss"],
+         "accuracy": metrics["accuracy"]}
   if data.info.num_validation > 0:
     if _validates(config, epoch):
       val = evaluate(eval_step, state, data, "validation")
@@ -477,6 +531,10 @@ def _epoch_end(setup, state, history, metrics, eval_step, epoch, writer):
       state = state.replace(opt_state=opt_state, plateau=plateau)
     else:
       row.update(val_loss=float("nan"), val_accuracy=float("nan"))
+  if config.training.eval_train:
+    train_eval = (evaluate(eval_step, state, data, "train") if _validates(config, epoch)
+                  else {"loss": float("nan"), "accuracy": float("nan")})
+    row.update(train_eval_loss=train_eval["loss"], train_eval_accuracy=train_eval["accuracy"])
   row.update(lr=float(parallel.to_host(optim.learning_rate(state.opt_state))),
              epoch_time=metrics["time"], images_per_second=metrics["images_per_second"])
   for k, v in row.items():
@@ -492,8 +550,8 @@ def _population_epoch_end(setup, state, history, metrics, eval_step, epoch, writ
   run would. Returns the state and the row of member means.
   """
   config, data, n = setup.config, setup.data, len(setup.members)
-  rows = [{"loss": float(metrics["loss"][i]), "accuracy": float(metrics["accuracy"][i])}
-          for i in range(n)]
+  rows = [{"loss": float(metrics["loss"][i]), "data_loss": float(metrics["data_loss"][i]),
+           "accuracy": float(metrics["accuracy"][i])} for i in range(n)]
   if data.info.num_validation > 0:
     if _validates(config, epoch):
       vals = evaluate_members(eval_step, state, data, "validation")
@@ -508,6 +566,12 @@ def _population_epoch_end(setup, state, history, metrics, eval_step, epoch, writ
     else:
       for r in rows:
         r.update(val_loss=float("nan"), val_accuracy=float("nan"))
+  if config.training.eval_train:
+    nan = {"loss": float("nan"), "accuracy": float("nan")}
+    train_evals = (evaluate_members(eval_step, state, data, "train")
+                   if _validates(config, epoch) else [nan] * n)
+    for r, t in zip(rows, train_evals):
+      r.update(train_eval_loss=t["loss"], train_eval_accuracy=t["accuracy"])
   lrs = np.asarray(parallel.to_host(optim.learning_rate(state.opt_state))).reshape(-1)
   for r, lr in zip(rows, lrs):
     r["lr"] = float(lr)
@@ -611,7 +675,9 @@ def _train_epoch(setup, train_step, state, progress, writer, signals, ckpt):
   start_step = _step(state) - epoch * steps
   partial = progress.partial
   acc = _MetricAccumulator(_sums(partial.get("loss_sum", 0.0)),
-                           _sums(partial.get("accuracy_sum", 0.0)), partial.get("count", 0))
+                           _sums(partial.get("accuracy_sum", 0.0)), partial.get("count", 0),
+                           # A save from before data_loss existed: its loss was the data loss.
+                           _sums(partial.get("data_loss_sum", partial.get("loss_sum", 0.0))))
   bar = tqdm.tqdm(total=steps, initial=start_step, desc=f"Epoch {epoch + 1}/"
                   f"{config.training.num_epochs}", unit="step",
                   disable=not (config.training.progress_bar and is_main_process()),
@@ -637,7 +703,8 @@ def _train_epoch(setup, train_step, state, progress, writer, signals, ckpt):
   finally:
     bar.close()  # Before any error line: never on the bar's line.
   elapsed = time.perf_counter() - t0
-  return state, {"loss": acc.loss, "accuracy": acc.accuracy, "time": elapsed,
+  return state, {"loss": acc.loss, "data_loss": acc.data_loss, "accuracy": acc.accuracy,
+                 "time": elapsed,
                  "images_per_second": images / elapsed if elapsed > 0 else 0.0}
 
 
@@ -645,6 +712,7 @@ def _save_and_stop(setup, state, progress, acc, ckpt, bar, step, signals):
   """SIGTERM or SIGINT: a complete checkpoint of this step, then :class:`Preempted`."""
   ckpt.save(step, state, _meta(setup, progress, {
       "loss_sum": _json(acc.loss_sum), "accuracy_sum": _json(acc.accuracy_sum),
+      "data_loss_sum": _json(acc.data_loss_sum),
       "count": acc.count}))
   ckpt.wait()
   bar.close()
@@ -689,8 +757,9 @@ def _host(value):
 class _MetricAccumulator:
   """Sums per-step metrics fetched at refresh points; finds the first NaN."""
 
-  def __init__(self, loss_sum=0.0, accuracy_sum=0.0, count=0):
+  def __init__(self, loss_sum=0.0, accuracy_sum=0.0, count=0, data_loss_sum=0.0):
     self.loss_sum, self.accuracy_sum, self.count = loss_sum, accuracy_sum, count
+    self.data_loss_sum = data_loss_sum
     self.pending: list[tuple[int, dict]] = []
 
   def add(self, step: int, metrics: dict) -> None:
@@ -708,6 +777,7 @@ class _MetricAccumulator:
       if not (np.all(np.isfinite(m["loss"])) and np.all(np.isfinite(m["grad_norm"]))):
         raise _NonFinite(step, m)
       self.loss_sum = self.loss_sum + _host(m["loss"])
+      self.data_loss_sum = self.data_loss_sum + _host(m["data_loss"])
       self.accuracy_sum = self.accuracy_sum + _host(m["accuracy"])
       self.count += 1
     return rows
@@ -715,6 +785,10 @@ class _MetricAccumulator:
   @property
   def loss(self) -> float:
     return self.loss_sum / max(self.count, 1)
+
+  @property
+  def data_loss(self) -> float:
+    return self.data_loss_sum / max(self.count, 1)
 
   @property
   def accuracy(self) -> float:
@@ -756,9 +830,32 @@ def evaluate_members(eval_step, state: TrainState, data, split: str) -> list[dic
   return out
 
 
-def _empty_history(has_validation: bool, population: int = 0) -> dict[str, list]:
+def _history_extras(config) -> list[str]:
+  """The history keys the config adds (``training.eval_train``)."""
+  return ["train_eval_loss", "train_eval_accuracy"] if config.training.get(
+      "eval_train", False) else []
+
+
+def _complete_history(history: dict, empty: dict) -> None:
+  """Gives a resumed history the keys this version logs, NaN for its past epochs.
+
+  A checkpoint saved before a metric existed (``data_loss``) or without an
+  option (``training.eval_train``) resumes with that metric missing before.
+  """
+  epochs = len(history.get("epoch_time", []))
+  for k, v in empty.items():
+    if k == "members":
+      for member_history, member_empty in zip(history.get("members", []), v):
+        for mk in member_empty:
+          member_history.setdefault(mk, [float("nan")] * epochs)
+    else:
+      history.setdefault(k, [float("nan")] * epochs)
+
+
+def _empty_history(has_validation: bool, population: int = 0,
+                   extras: list[str] = ()) -> dict[str, list]:
   """A new history; a population's also has ``<key>_std`` and ``members``."""
-  keys = ["loss", "accuracy"]
+  keys = ["loss", "data_loss", "accuracy", *extras]
   if has_validation:
     keys += ["val_loss", "val_accuracy"]
   keys += ["lr"]
@@ -835,7 +932,7 @@ def _refresh(acc, bar, writer, config, step, epoch_start_step):
     every = config.training.log_every_steps
     for s, m in rows:
       if s % every == 0:
-        for k in ("loss", "accuracy", "grad_norm"):
+        for k in ("loss", "data_loss", "accuracy", "grad_norm"):
           _scalars(writer, f"train/{k}", m[k], s)
 
 

@@ -39,7 +39,8 @@ RESUMABLE_KEYS = (
     "training.num_epochs", "training.eval_every_epochs",
     "training.checkpoint_every_epochs", "training.keep_checkpoints",
     "training.keep_best", "training.best_metric", "training.progress_bar",
-    "training.log_every_steps", "training.test_time_flip", "inference",
+    "training.log_every_steps", "training.test_time_flip", "training.eval_train",
+    "training.recompute_bn_stats", "inference",
 )
 
 

@@ -146,6 +146,7 @@ RANGE_CASES = [
     ("training.label_smoothing", 0.0, -0.1, "in [0, 1)"),
     ("training.label_smoothing", 0.9, 1.0, "in [0, 1)"),
     ("training.population", 1, 0, ">= 1"),
+    ("training.recompute_bn_stats", 0, -1, ">= 0 (training batches; 0 = off)"),
     ("inference.num_samples", 1, 0, ">= 1"),
     ("inference.batch_size", 1, 0, ">= 1"),
 ]
@@ -215,7 +216,7 @@ def test_best_metric_says_what_is_valid():
 
 def test_normalization_names_the_valid_ones():
   assert config_lib.NORMALIZATIONS == (
-      "rescale", "standardize", "standardize_pixel", "none")
+      "rescale", "standardize", "standardize_pixel", "minmax", "minmax_pixel", "none")
   c = config_lib.defaults()
   for name in config_lib.NORMALIZATIONS:
     c.dataset.normalization = name

@@ -252,3 +252,63 @@ def test_corrupt_prepared_file_names_the_folder_to_delete(fashion_mnist_data_dir
   assert f"The prepared dataset in {prepared} is corrupt (corrupted record at" in msg
   assert f"delete {prepared} and run again" in msg and "\n" not in msg
   assert isinstance(e.value, FileNotFoundError)  # main prints it as one line
+
+
+def test_minmax_pixel_maps_the_training_parts_extremes_to_minus_one_and_one(
+    fashion_mnist_data_dir):
+  # Lecture 000: "the minimum and maximum of each dimension become -1 and 1",
+  # computed on the training part only.
+  data = data_lib.create(
+      _config(fashion_mnist_data_dir, num_train_examples=2000, validation_split=500,
+              normalization="minmax_pixel", num_test_examples=300),
+      global_batch_size=64, seed=0)
+  x = _raw(fashion_mnist_data_dir, "train[:2000]")[0] / 255.0
+  low, high = x[:1500].min(axis=0), x[:1500].max(axis=0)
+  # The check can tell: the validation part's extremes differ somewhere.
+  assert (x.max(axis=0) != high).any() or (x.min(axis=0) != low).any()
+  half = (high - low) / 2
+  expected = (x[1500:] - (high + low) / 2) / np.where(half == 0, 1, half)
+  val_images, _ = data.as_numpy("validation")
+  np.testing.assert_allclose(val_images, expected, rtol=1e-5, atol=1e-5)
+  train_images, _ = data.as_numpy("train")
+  varying = (high > low)
+  np.testing.assert_allclose(train_images.min(axis=0)[varying], -1, atol=1e-5)
+  np.testing.assert_allclose(train_images.max(axis=0)[varying], 1, atol=1e-5)
+  assert (train_images[:, ~varying] == 0).all()  # a constant pixel maps to 0
+
+
+def test_minmax_per_channel_statistics_on_known_chunks():
+  from jaxcnn.data import statistics
+  rng = np.random.default_rng(0)
+  images = rng.integers(10, 200, size=(50, 4, 4, 3), dtype=np.uint8)
+  images[3, 1, 1, 0], images[7, 2, 2, 2] = 0, 255
+  chunks = lambda: iter([images[:20], images[20:], images[:0]])
+  mean, std = statistics.compute("minmax", chunks, channels=3, tile=1)
+  low = images.min(axis=(0, 1, 2)) / 255.0
+  high = images.max(axis=(0, 1, 2)) / 255.0
+  np.testing.assert_allclose(mean, (low + high) / 2, rtol=1e-6)
+  np.testing.assert_allclose(std, (high - low) / 2, rtol=1e-6)
+  scaled = (images / 255.0 - mean) / std
+  np.testing.assert_allclose(scaled.min(axis=(0, 1, 2)), -1, atol=1e-6)
+  np.testing.assert_allclose(scaled.max(axis=(0, 1, 2)), 1, atol=1e-6)
+
+
+def test_validation_from_start_holds_out_the_first_rows_of_the_images(
+    fashion_mnist_data_dir):
+  # Compared against the images TFDS itself reads. (Mock data cannot show it:
+  # it ignores split slices.)
+  images, labels = _raw(fashion_mnist_data_dir, "train[:300]")
+  x = images / 255.0
+  for where, val_rows, train_rows in (("start", slice(0, 50), slice(50, 300)),
+                                      ("end", slice(250, 300), slice(0, 250))):
+    data = data_lib.create(
+        _config(fashion_mnist_data_dir, num_train_examples=300, validation_split=50,
+                validation_from=where, num_test_examples=64),
+        global_batch_size=64, seed=0)
+    assert (data.info.num_train, data.info.num_validation) == (250, 50)
+    val, val_labels = data.as_numpy("validation")
+    train, train_labels = data.as_numpy("train")
+    np.testing.assert_allclose(val, x[val_rows], rtol=1e-6)
+    np.testing.assert_array_equal(val_labels, labels[val_rows])
+    np.testing.assert_allclose(train, x[train_rows], rtol=1e-6)
+    np.testing.assert_array_equal(train_labels, labels[train_rows])

@@ -121,14 +121,25 @@ def test_statistics_modes():
   assert std.shape == (2, 2, 1) and (std == 1).all()
 
 
-def test_lecture004_validation_is_the_last_5000_as_results_md_says():
-  # RESULTS.md and experiments/mlp_regularization.py describe this split;
-  # the lecture itself holds out the first 5,000 instead.
+def test_lecture004_validation_is_the_first_5000_as_the_lecture():
+  # Lecture 004: X_valid, X_train = X_train_full[:5000], X_train_full[5000:].
   from jaxcnn import experiment_bases  # pylint: disable=g-import-not-at-top
   cfg = experiment_bases.lecture004_mlp("mlp", num_epochs=1).dataset
   parts = splits.plan(cfg, _count)
+  assert parts["validation"].split.split == "train[0:5000]"
+  assert parts["train"].split == "train[5000:60000]"
+  # The default ('end', Keras' validation_split) carves the last 5,000.
+  cfg.validation_from = "end"
+  parts = splits.plan(cfg, _count)
   assert parts["validation"].split.split == "train[55000:60000]"
   assert parts["train"].split == "train[0:55000]"
+  # RESULTS.md says which 5,000 its (earlier) runs held out.
   results = (pathlib.Path(__file__).parents[1] / "RESULTS.md").read_text()
-  assert "the first 5,000\ntraining images for validation" not in results
-  assert "the last 5,000\ntraining images for validation" in results
+  assert "The runs\nbelow held out the last 5,000" in results
+
+
+def test_validation_from_is_checked():
+  c = config_lib.defaults()
+  c.dataset.validation_from = "begin"
+  with pytest.raises(config_lib.ConfigError, match="validation_from' must be one of end, start"):
+    config_lib.validate(c)

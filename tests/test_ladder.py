@@ -167,6 +167,26 @@ def test_summarize_numbers_come_from_the_history(tmp_path):
   assert row["best_epoch"] == 3 and math.isnan(row["val_accuracy"])
 
 
+def test_summarize_optional_columns_data_loss_and_eval_train(tmp_path):
+  history = {"loss": [1.0, 0.5], "data_loss": [1.0, 0.5], "accuracy": [0.5, 0.8],
+             "val_loss": [0.9, 0.6], "val_accuracy": [0.6, 0.85],
+             "epoch_time": [1.0, 1.0], "images_per_second": [1.0, 1.0], "lr": [0.1, 0.1]}
+  (tmp_path / "results.json").write_text(json.dumps({"test_loss": 0.6, "test_accuracy": 0.8}))
+  (tmp_path / "history.json").write_text(json.dumps(history))
+  row = ladder_lib.summarize(str(tmp_path))
+  # No penalty: data_loss is the loss, no column of its own; no eval_train.
+  assert not {"train_data_loss", "train_eval_loss", "train_eval_accuracy"} & set(row)
+  history.update(loss=[1.2, 0.7], train_eval_loss=[0.8, 0.3],
+                 train_eval_accuracy=[0.7, 0.95])
+  (tmp_path / "history.json").write_text(json.dumps(history))
+  row = ladder_lib.summarize(str(tmp_path))
+  assert (row["train_loss"], row["train_data_loss"]) == (0.7, 0.5)
+  assert (row["train_eval_loss"], row["train_eval_accuracy"]) == (0.3, 0.95)
+  table = ladder_lib.to_markdown([{"member": "m", **row}])
+  header = table.splitlines()[0]
+  assert "| train_loss | train_data_loss | train_accuracy | train_eval_loss |" in header
+
+
 def test_overrides_shrink_each_member_by_the_one_rule(tiny_ladder, tmp_path):
   ladder = ladder_lib.load(tiny_ladder, members=["relu"])
   overrides = dict(epochs=1, train_examples=100, test_examples=10, batch_size=8)

@@ -74,7 +74,7 @@ def test_writes_every_figure_of_a_cnn(cnn_run):
   maps = names[4:4 + NUM_IMAGES]
   assert [m.split("_")[2] for m in maps] == [str(i) for i in range(NUM_IMAGES)]
   assert all(m.startswith("feature_maps_") for m in maps)
-  assert names[4 + NUM_IMAGES:] == ["filter_patterns_conv2d.png",
+  assert names[4 + NUM_IMAGES:] == ["class_heatmaps_conv2d_1.png", "filter_patterns_conv2d.png",
                                     "filter_patterns_conv2d_1.png", "classic_kernels.png"]
   assert sorted(os.listdir(plots)) == sorted(names)
   for path in paths:
@@ -107,6 +107,7 @@ def test_figure_sizes_follow_the_layers(cnn_run):
   assert size("filters_conv2d_1.png") == (round(100 * (0.45 * 8 + 1.4)),
                                           round(100 * (0.45 * 8 + 1.0)))
   assert size("test_images.png") == (round(220 * NUM_IMAGES), 260)
+  assert size("class_heatmaps_conv2d_1.png") == (round(220 * NUM_IMAGES), 690)
   # Feature maps: 12 in wide, one panel per conv/pool layer, each as tall as
   # its grid of 8 tiles (1-pixel margins) plus a 0.35 in title.
   outputs = [26, 13, 11, 5]  # conv2d, max_pooling2d, conv2d_1, max_pooling2d_1

@@ -4,10 +4,12 @@ Pure bookkeeping on split names and counts; nothing here reads an example
 (counting is the caller's ``count`` function).
 
 * ``num_train_examples`` takes the first N of ``train_split``; the validation
-  part is carved from the END of those (Keras' ``fit(...,
-  validation_split=)`` convention, lecture 002), and the rest is trained on.
-  Lecture 004 takes the FIRST 5000 instead; the two give different but equally
-  valid partitions.
+  part is carved from the END of those by default (``validation_from='end'``:
+  Keras' ``fit(..., validation_split=)`` convention, lecture 002), and the
+  rest is trained on. ``validation_from='start'`` carves it from the START
+  instead (lecture 004: ``X_valid, X_train = X_train_full[:5000],
+  X_train_full[5000:]``); the two give different but equally valid
+  partitions.
 * Each part is split per process with ``tfds.split_for_jax_process`` (train
   evenly, dropping a remainder), except the cached training part: every
   process holds all of it and takes its own rows of each global batch.
@@ -118,12 +120,16 @@ def _global_parts(cfg, count: Callable[[Any], int]) -> dict[str, tuple[str, int]
   if n_val >= n_used:
     raise _no_training_left(cfg, n_used, total)
   n_fit = n_used - n_val
+  if cfg.get("validation_from", "end") == "start":
+    train, validation = (n_val, n_used), (0, n_val)
+  else:
+    train, validation = (0, n_fit), (n_fit, n_used)
   total_test = count(cfg.test_split)
   n_test = (min(cfg.num_test_examples, total_test)
             if cfg.num_test_examples > 0 else total_test)
   return {
-      "train": (sliced(cfg.train_split, 0, n_fit, total), n_fit),
-      "validation": (sliced(cfg.train_split, n_fit, n_used, total), n_val),
+      "train": (sliced(cfg.train_split, *train, total), n_fit),
+      "validation": (sliced(cfg.train_split, *validation, total), n_val),
       "test": (sliced(cfg.test_split, 0, n_test, total_test), n_test),
   }
 
@@ -207,7 +213,8 @@ def eval_part(parts: Mapping[str, Part], split: str) -> Part:
   part = parts[split]
   if part.global_count == 0:
     hint = (" Set dataset.validation_split (a fraction such as 0.1, or a "
-            "count) to carve one from the end of the training data."
+            "count) to carve one from the training data (dataset.validation_from: "
+            "'end' or 'start')."
             if split == "validation" else "")
     raise config_lib.ConfigError(f"There is no {split} data.{hint}")
   return part

@@ -6,6 +6,13 @@ of the training part only (never validation or test, lecture 000): the
 population std (numpy's ``.std()``, as in the lectures), where a constant
 pixel (std 0) is divided by 1. Moments are float64 and merged over chunks
 and processes, so no process holds more than a chunk at a time.
+
+'minmax' (per channel) and 'minmax_pixel' (per pixel: lecture 000's "the
+minimum and maximum of each dimension become -1 and 1") are the same
+formula with ``mean = (min + max) / 2`` and ``std = (max - min) / 2`` of the
+training part, so its minimum maps to -1 and its maximum to 1 (validation
+and test values may fall outside); a constant pixel is divided by 1 (it
+maps to 0).
 """
 
 from __future__ import annotations
@@ -46,6 +53,35 @@ def moments(chunks: Iterator[np.ndarray], per_pixel: bool) -> Moments:
   return total
 
 
+def extremes(chunks: Iterator[np.ndarray], per_pixel: bool) -> tuple[np.ndarray, np.ndarray]:
+  """The minimum and maximum of uint8 image chunks [n, H, W, C] scaled to [0, 1].
+
+  Args:
+    chunks: the images, in any number of chunks.
+    per_pixel: per (H, W, C) position; else per channel.
+  """
+  low = high = None
+  axes = (0,) if per_pixel else (0, 1, 2)
+  for chunk in chunks:
+    if not len(chunk):
+      continue
+    lo = chunk.min(axis=axes).astype(np.float64) / 255.0
+    hi = chunk.max(axis=axes).astype(np.float64) / 255.0
+    low = lo if low is None else np.minimum(low, lo)
+    high = hi if high is None else np.maximum(high, hi)
+  return low, high
+
+
+def merge_extremes(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """The minimum and maximum over all processes, from each process's own."""
+  if jax.process_count() == 1:
+    return low, high
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  g = multihost_utils.process_allgather((low.astype(np.float32), high.astype(np.float32)))
+  return (np.asarray(g[0], np.float64).min(axis=0),
+          np.asarray(g[1], np.float64).max(axis=0))
+
+
 def merge_processes(local: Moments) -> Moments:
   """The moments of all processes, from each process's own."""
   if jax.process_count() == 1:
@@ -75,7 +111,7 @@ def compute(mode: str, chunks: Callable[[], Iterator[np.ndarray]], channels: int
       training part); False when every process holds all of it.
 
   Returns:
-    ``(mean, std)`` shaped ``[channels * tile]`` ('standardize_pixel':
+    ``(mean, std)`` shaped ``[channels * tile]`` (the '_pixel' modes:
     ``[H, W, channels * tile]``).
   """
   if mode == "rescale":
@@ -83,9 +119,15 @@ def compute(mode: str, chunks: Callable[[], Iterator[np.ndarray]], channels: int
   if mode == "none":
     return (np.zeros(channels * tile, np.float32),
             np.full(channels * tile, 1 / 255, np.float32))
-  total = moments(chunks(), per_pixel=mode == "standardize_pixel")
-  n, mean, m2 = merge_processes(total) if gather else total
-  std = np.sqrt(m2 / n)  # population std, as numpy's .std() in the lectures
+  per_pixel = mode.endswith("_pixel")
+  if mode.startswith("minmax"):
+    low, high = extremes(chunks(), per_pixel=per_pixel)
+    low, high = merge_extremes(low, high) if gather else (low, high)
+    mean, std = (low + high) / 2, (high - low) / 2
+  else:
+    total = moments(chunks(), per_pixel=per_pixel)
+    n, mean, m2 = merge_processes(total) if gather else total
+    std = np.sqrt(m2 / n)  # population std, as numpy's .std() in the lectures
   std = np.where(std == 0, 1.0, std)  # a constant pixel carries no signal
   reps = (1,) * (mean.ndim - 1) + (tile,)
   return (np.tile(mean, reps).astype(np.float32),

@@ -67,6 +67,7 @@ import ml_collections
 
 from jaxcnn import config as config_lib
 from jaxcnn.models import sequential
+from jaxcnn.models import specs
 from jaxcnn.models import vgg16 as vgg16_lib
 
 Layers = list[dict[str, Any]]
@@ -400,10 +401,41 @@ PRESETS: dict[str, Callable[..., Layers]] = {
 }
 
 
+# Overrides every preset accepts, besides its own options.
+COMMON_OVERRIDES = ("weights_path", "bn_momentum")
+
+
 def override_names(name: str) -> tuple[str, ...]:
-  """The overrides a preset accepts (``weights_path`` included)."""
+  """The overrides a preset accepts (``weights_path`` and ``bn_momentum`` included)."""
   params = inspect.signature(PRESETS[name]).parameters
-  return tuple(sorted(set(params) | {"weights_path"}))
+  return tuple(sorted(set(params) | set(COMMON_OVERRIDES)))
+
+
+def with_bn_momentum(layers: Layers, momentum: float | None) -> Layers:
+  """Sets the moving-average momentum of every BatchNorm layer that sets none.
+
+  Keras' (and the layer's) default 0.99 keeps 0.99**n of the initial
+  moving statistics after n updates: about 60% after 50 steps. A short run
+  needs a lower momentum (e.g. 0.9) or ``training.recompute_bn_stats``.
+
+  Args:
+    layers: layer dicts, as a preset returns them.
+    momentum: in [0, 1); None leaves every layer as it is.
+
+  Raises:
+    ConfigError: a momentum outside [0, 1).
+  """
+  if momentum is None:
+    return layers
+  if (isinstance(momentum, bool) or not isinstance(momentum, (int, float))
+      or not 0 <= momentum < 1):
+    raise config_lib.ConfigError(
+        f"model.bn_momentum must be a number in [0, 1) (Keras' default 0.99), "
+        f"got {momentum!r}.")
+  return [{**layer, "momentum": float(momentum)}
+          if isinstance(layer, Mapping) and "momentum" not in layer
+          and specs.canonical_type(layer.get("type")) == "batch_normalization"
+          else layer for layer in layers]
 
 
 def _plain(value: Any) -> Any:
@@ -429,7 +461,9 @@ def create(name_or_config: str | Mapping[str, Any] | ml_collections.ConfigDict, 
       preset's. 1-unit presets stay binary for 2 classes.
     axis_name: BatchNorm's ``pmap`` axis (``'batch'`` in the train step).
     **overrides: preset options, e.g. ``dropout_rate=0.3, activation='elu'``;
-      they win over the config's fields.
+      they win over the config's fields. Every preset also takes
+      ``bn_momentum`` (the moving-average momentum of its BatchNorm layers;
+      None or absent: Keras' 0.99) and ``weights_path``.
 
   Returns:
     A :class:`Sequential` linen module returning logits.
@@ -467,6 +501,7 @@ def create(name_or_config: str | Mapping[str, Any] | ml_collections.ConfigDict, 
     if key not in valid:
       raise config_lib.unknown_key_error(f"model.{key}", valid, f"model '{name}'")
   weights_path = options.pop("weights_path", "") or ""
-  layers = PRESETS[name](num_classes=num_classes, **options)
+  bn_momentum = options.pop("bn_momentum", None)
+  layers = with_bn_momentum(PRESETS[name](num_classes=num_classes, **options), bn_momentum)
   return sequential.build(layers, axis_name=axis_name, weights_path=weights_path,
                           name=name)

@@ -1,10 +1,11 @@
-"""Plots of training runs, filters, feature maps, filter patterns, classic kernels, calibration,
-and lecture 004's activation functions and optimizer paths.
+"""Plots of training runs, filters, feature maps, filter patterns, class heatmaps (Grad-CAM),
+classic kernels, calibration, and lecture 004's activation functions and optimizer paths.
 
 Every ``plot_*`` function returns a matplotlib Figure drawn headless by Agg
 (no pyplot, no display needed) and saves it as a PNG of ``figsize * dpi``
 pixels when given ``path``. The data behind each plot has its own function
-(``load_history``, ``conv_kernel``, ``feature_maps``, ``filter_patterns``;
+(``load_history``, ``conv_kernel``, ``feature_maps``, ``filter_patterns``,
+``class_heatmap``;
 ``jaxcnn.metrics.calibration_bins`` for the reliability diagram).
 """
 
@@ -19,6 +20,10 @@ from jaxcnn.visualize.classic import plot_pattern_detection
 from jaxcnn.visualize.classic import plot_smoothing
 from jaxcnn.visualize.filters import conv_kernel
 from jaxcnn.visualize.filters import plot_filters
+from jaxcnn.visualize.heatmaps import ClassHeatmap
+from jaxcnn.visualize.heatmaps import class_heatmap
+from jaxcnn.visualize.heatmaps import overlay
+from jaxcnn.visualize.heatmaps import plot_class_heatmap
 from jaxcnn.visualize.history import HISTORY_FILE
 from jaxcnn.visualize.history import load_history
 from jaxcnn.visualize.history import plot_histories
@@ -41,8 +46,10 @@ from jaxcnn.visualize.workdir import plot_workdir
 
 __all__ = [
     "HISTORY_FILE",
+    "ClassHeatmap",
     "FilterPatterns",
     "activation_curves",
+    "class_heatmap",
     "conv_kernel",
     "deprocess_image",
     "feature_maps",
@@ -53,9 +60,11 @@ __all__ = [
     "normalize_feature_map",
     "optimizer_path",
     "optimizer_paths",
+    "overlay",
     "pattern_grid",
     "plot_activations",
     "plot_certainty_examples",
+    "plot_class_heatmap",
     "plot_classic_kernels",
     "plot_feature_maps",
     "plot_filter_patterns",

@@ -31,6 +31,7 @@ from jaxcnn.visualize._figure import finish, new_figure
 from jaxcnn.visualize.activations import feature_maps, plot_feature_maps
 from jaxcnn.visualize.classic import plot_classic_kernels
 from jaxcnn.visualize.filters import _is_conv, conv_kernel, plot_filters
+from jaxcnn.visualize.heatmaps import class_heatmap, plot_class_heatmap
 from jaxcnn.visualize.history import HISTORY_FILE, load_history, plot_history
 from jaxcnn.visualize.patterns import plot_filter_patterns
 
@@ -217,6 +218,12 @@ def _plot_images_and_maps(out: _Output, model: nn.Module, variables, images: np.
   for i in range(len(images)):
     out.save(plot_feature_maps(maps, image_index=i, dpi=dpi),
              f"feature_maps_{i}_{_slug(info.class_names[int(labels[i])])}.png")
+  # Lecture 003's third view: where the predicted class's evidence lies, at
+  # the last conv layer (Grad-CAM).
+  heatmaps = class_heatmap(model, variables, images)
+  out.save(plot_class_heatmap(_pixels(images, mean, std), heatmaps,
+                              class_names=info.class_names, dpi=dpi),
+           f"class_heatmaps_{_slug(heatmaps.layer)}.png")
 
 
 def _plot_patterns(out: _Output, model: nn.Module, variables, layers: Sequence[str], info, *,
@@ -259,6 +266,9 @@ def plot_workdir(config: ml_collections.ConfigDict | None, workdir: str, *,
   * ``test_images.png`` and ``feature_maps_<i>_<class>.png``: a few test
     images with the model's predictions, and for each the outputs of the
     conv and pooling layers, tiled as lecture 003's activation model.
+  * ``class_heatmaps_<layer>.png``: for the same images, the Grad-CAM
+    heatmap of the predicted class at the last conv layer and the two
+    superimposed (lecture 003's class activation map; ``class_heatmap``).
   * ``filter_patterns_<layer>.png``: for each of the first four conv
     layers, the inputs its filters respond to most (lecture 003's gradient
     ascent from gray noise, in the model's input scale). A filter that gray
