@@ -34,7 +34,9 @@ _SCHED = ("python -m jaxcnn.ladder --config_file=experiments/mlp_schedules.py --
           "--out=workdirs/claims/mlp_schedules")
 _SCHED_SCALE = "Fashion-MNIST full, 300-100 MLP, SGD lr0 0.01, 20 epochs, 3 seeds"
 _LADDER = ("python -m jaxcnn.ladder --config_file=experiments/regularization_ladder.py "
-           "--options=overfit --seeds=3 --out=workdirs/claims/regularization_overfit")
+           "--options=overfit --seeds=3 --members=baseline,normalization,batchnorm,l2,"
+           "dropout,dropout_maxnorm,dropout_maxnorm_maxpool,dropout_maxnorm_strides "
+           "--out=workdirs/claims/regularization_overfit")
 _LADDER_SCALE = ("Fashion-MNIST 800 / 200 train / validation, first 1,000 test, cifar_cnn, "
                  "Adam, 8 epochs, 3 seeds")
 _TRANSFER = ("python -m jaxcnn.ladder --config_file=experiments/transfer_digits_ladder.py "
