@@ -40,6 +40,8 @@ RESUMABLE_KEYS = (
     "training.checkpoint_every_epochs", "training.keep_checkpoints",
     "training.keep_best", "training.best_metric", "training.progress_bar",
     "training.log_every_steps", "training.test_time_flip", "inference",
+    # Logging and the separate --mode=lr_find: neither changes the training.
+    "training.depth_diagnostics", "lr_find",
 )
 
 
