@@ -118,3 +118,61 @@ def test_plot_depth_statistics_writes_a_png(tmp_path):
   fig = visualize.plot_depth_statistics(stats, title="t", path=path)
   assert path.exists() and len(fig.axes) == 3
   assert fig.axes[1].get_yscale() == "log"
+
+
+@pytest.fixture(scope="module")
+def digits_dir(tmp_path_factory):
+  from jaxcnn import data as data_lib
+  data_dir = str(tmp_path_factory.mktemp("tfds_digits"))
+  data_lib.prepare("sklearn_digits", data_dir=data_dir)
+  return data_dir
+
+
+def _digits_config(data_dir, depth_diagnostics):
+  c = config_lib.defaults()
+  c.dataset.name = "sklearn_digits"
+  c.dataset.data_dir = data_dir
+  c.dataset.num_train_examples = 160  # 128 train (8 steps of 16) + 32 validation
+  c.dataset.validation_split = 32
+  c.dataset.num_test_examples = 50
+  c.model.name = "mlp"
+  c.model.hidden_units = (16,)
+  c.optimizer.name = "sgd"
+  c.optimizer.learning_rate = 0.05
+  c.training.batch_size = 16
+  c.training.num_epochs = 2
+  c.training.progress_bar = False
+  c.training.depth_diagnostics = depth_diagnostics
+  return c
+
+
+def test_training_logs_them_per_epoch_without_changing_the_run(digits_dir, tmp_path):
+  from jaxcnn import state as state_lib
+  from jaxcnn import train
+  config = _digits_config(digits_dir, True)
+  state, _ = train.train_and_evaluate(config, str(tmp_path / "on"))
+  plain, _ = train.train_and_evaluate(_digits_config(digits_dir, False),
+                                      str(tmp_path / "off"))
+  for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(plain.params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert not (tmp_path / "off" / diagnostics.JSON_FILE).exists()
+
+  rows = json.loads((tmp_path / "on" / diagnostics.JSON_FILE).read_text())
+  assert [r["epoch"] for r in rows] == [0, 1, 2]  # initialization, then each epoch
+  assert rows[0]["layers"] == ["dense", "dense_1"]
+  # Recomputed independently: the initial state and the final one on the same batch.
+  setup = train.build(config, str(tmp_path / "on"))
+  images, labels = diagnostics.fixed_batch(setup.data)
+  assert images.shape[0] == 32  # the 32 validation images
+  init = state_lib.create(config, setup.model, setup.tx, setup.data.info.image_shape)
+  for row, variables in ((rows[0], init.variables), (rows[2], state.variables)):
+    expected = diagnostics.depth_statistics(setup.model, variables, images, labels)
+    for key in diagnostics.STATISTICS:
+      np.testing.assert_allclose(row[key], expected[key], rtol=1e-5, atol=1e-9)
+
+  from tensorboard.backend.event_processing import event_accumulator
+  events = event_accumulator.EventAccumulator(str(tmp_path / "on" / "tensorboard"))
+  events.Reload()
+  tags = set(events.Tags()["tensors"]) | set(events.Tags()["scalars"])
+  assert {f"depth/{layer}/{key}" for layer in ("dense", "dense_1")
+          for key in diagnostics.STATISTICS} <= tags
