@@ -6,6 +6,7 @@ from typing import Any, Mapping
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from jaxcnn.visualize._figure import PathLike, finish, new_figure
 
@@ -44,6 +45,8 @@ def plot_depth_statistics(runs: Mapping[str, Mapping[str, Any]], *,
     if key != "activation_std":
       ax.set_yscale("log")
     ax.grid(True, which="both", alpha=0.3)
+  for ax in axes:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
   axes[0].axhline(1.0, color="0.5", linestyle=":", linewidth=1)
   axes[0].legend(fontsize=8)
   if title:
