@@ -28,7 +28,7 @@ The lecture gives no numbers; tests/test_diagnostics.py checks the
 initialization side on a standardized batch. At initialization (seed 0),
 the std of the first hidden layer's kernel gradient over the last hidden
 layer's is about 1e-12 for sigmoid + Glorot (it shrinks ~4x at every layer:
-the vanishing the lecture describes), about 0.1 for sigmoid + N(0, 1) (the
+the vanishing the lecture describes), 0.1-0.2 for sigmoid + N(0, 1) (the
 weights' gain offsets the saturation: there every sigmoid sits at 0 or 1,
 output std ~0.44 of a possible 0.5), and within 10x for tanh + Glorot and
 ReLU + He; SELU + lecun_normal keeps every hidden layer's output at mean
