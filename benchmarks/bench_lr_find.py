@@ -8,7 +8,7 @@ device first, no early stop). Both run the 1cycle member of
 not diverge (1e-5 -> 1e-2), so both take every step; the losses must agree
 exactly. Rounds alternate the variants (BENCHMARKS.md, lr_find).
 
-  flock /tmp/jaxcnn-heavy.lock python benchmarks/bench_lr_find.py
+  PYTHONPATH=. flock /tmp/jaxcnn-heavy.lock python benchmarks/bench_lr_find.py
 """
 
 import time
