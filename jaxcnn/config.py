@@ -143,6 +143,11 @@ def defaults() -> ml_collections.ConfigDict:
   c.training.population = 1
   # 'auto' | 'vmap' | 'loop': how one step updates every member (POPULATION_MODES).
   c.training.population_mode = "auto"
+  # Per-layer activation and gradient mean/std on one fixed batch, logged to
+  # TensorBoard at the start and after every epoch (jaxcnn.diagnostics;
+  # lecture 004's vanishing/exploding gradients). A separate compiled call,
+  # never part of the train step.
+  c.training.depth_diagnostics = False
 
   c.population = ml_collections.ConfigDict()
   # What differs between the members: '' gives member i the seed seed + i
@@ -159,6 +164,18 @@ def defaults() -> ml_collections.ConfigDict:
   c.inference = ml_collections.ConfigDict()
   c.inference.num_samples = 100
   c.inference.batch_size = 1000
+
+  # --mode=lr_find (jaxcnn.lr_find): the learning-rate range test. The rate
+  # starts at `start` and is multiplied by the same factor every step to
+  # reach `end` after `steps` steps (Geron's 1e-5 -> 10 in 500 iterations);
+  # the sweep stops once the smoothed loss exceeds `stop_factor` times its
+  # best. `smoothing` is the loss's exponential moving average factor.
+  c.lr_find = ml_collections.ConfigDict()
+  c.lr_find.start = 1e-5
+  c.lr_find.end = 10.0
+  c.lr_find.steps = 500
+  c.lr_find.stop_factor = 4.0
+  c.lr_find.smoothing = 0.98
   return c
 
 
@@ -279,6 +296,8 @@ RANGES = (
     Range("training.population", 1),
     Range("inference.num_samples", 1),
     Range("inference.batch_size", 1),
+    Range("lr_find.steps", 2),
+    Range("lr_find.smoothing", 0, 1, open_max=True),
 )
 
 
@@ -352,7 +371,25 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         f"got {d.validation_from!r}.")
   _check_image_size(d.image_size)
   _validate_population(config)
+  _check_lr_find(config.lr_find)
   return config
+
+
+def _check_lr_find(lr: ml_collections.ConfigDict) -> None:
+  """``lr_find.start`` > 0, ``end`` > ``start``, ``stop_factor`` > 1 (all finite)."""
+  finite = all(v is not None and math.isfinite(v)
+               for v in (lr.start, lr.end, lr.stop_factor))
+  if not finite or lr.start <= 0:
+    raise ConfigError(f"'lr_find.start' must be > 0 and 'lr_find.end' and "
+                      f"'lr_find.stop_factor' finite; got start={lr.start!r}, "
+                      f"end={lr.end!r}, stop_factor={lr.stop_factor!r}.")
+  if lr.end <= lr.start:
+    raise ConfigError(f"'lr_find.end' must be > 'lr_find.start' (the rate grows "
+                      f"from start to end); got start={lr.start!r}, end={lr.end!r}.")
+  if lr.stop_factor <= 1:
+    raise ConfigError(f"'lr_find.stop_factor' must be > 1 (the sweep stops once "
+                      f"the smoothed loss exceeds stop_factor x its best); got "
+                      f"{lr.stop_factor!r}.")
 
 
 def parse_vary(text: str) -> dict[str, list[float]]:

@@ -4,6 +4,8 @@ r"""Command line: train, evaluate, predict or plot one experiment.
   python -m jaxcnn.main --config=experiments/fashion_mnist_cnn.py \
       --config.optimizer.learning_rate=3e-4 --workdir=/tmp/fm2
   python -m jaxcnn.main --config=... --workdir=... --mode=eval
+  python -m jaxcnn.main --config=experiments/mlp_schedules.py:1cycle \
+      --workdir=/tmp/lr --mode=lr_find     # learning-rate range test
 
 Running the same command again with the same workdir resumes.
 """

@@ -13,7 +13,7 @@ import ml_collections
 
 from jaxcnn import config as config_lib
 
-MODES = ("train", "eval", "predict_mc", "visualize")
+MODES = ("train", "eval", "predict_mc", "visualize", "lr_find")
 
 # What a config given for an existing workdir may change when evaluating,
 # predicting or plotting it: where the data lives and how to batch and
@@ -76,7 +76,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = "train",
 
   Returns:
     ``train``: ``(state, history)``; ``eval``: the test metrics;
-    ``predict_mc``: the MC-dropout report; ``visualize``: the paths written.
+    ``predict_mc``: the MC-dropout report; ``visualize``: the paths written;
+    ``lr_find``: the learning-rate range test's ``lr_find.Sweep`` (it trains a
+    throwaway copy from the initialization and writes ``lr_find.json`` and
+    ``lr_find.png`` only: the workdir's training state is left as it is).
 
   Raises:
     config_lib.ConfigError: an invalid config or mode.
@@ -87,10 +90,14 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = "train",
         f"Unknown mode {mode!r}." + (f" Did you mean {guess!r}?" if guess else "") +
         f" Modes: {', '.join(MODES)}.")
   config_lib.validate(config)
-  if mode == "train" and member is not None:
+  if mode in ("train", "lr_find") and member is not None:
     raise config_lib.PopulationError(
         "--member selects a population member for --mode=eval, predict_mc or "
-        "visualize; training trains every member.")
+        "visualize; " + ("training trains every member." if mode == "train"
+                         else "lr_find sweeps the config's member 0."))
+  if mode == "lr_find":
+    from jaxcnn import lr_find
+    return lr_find.find(config, workdir)
   if mode == "train":
     if config.transfer.feature_extraction:
       from jaxcnn import transfer  # The frozen base runs once; the head trains.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import json
 import math
 import os
 import signal
@@ -35,6 +36,7 @@ import tqdm
 from jaxcnn import checkpoint as checkpoint_lib
 from jaxcnn import config as config_lib
 from jaxcnn import data as data_lib
+from jaxcnn import diagnostics
 from jaxcnn import models
 from jaxcnn import optim
 from jaxcnn import parallel
@@ -403,17 +405,48 @@ def fit(setup: Setup, state: TrainState, progress: Progress,
   if progress.epoch >= num_epochs:
     print(f"Training already finished ({progress.epoch} epochs in "
           f"{setup.workdir}); evaluating.")
+  depth = _depth_diagnostics(setup, writer)
   try:
     with _StopSignals() as stop_signals:
+      if progress.epoch == 0 and progress.epoch < num_epochs:
+        depth(state, 0)  # At initialization.
       while progress.epoch < num_epochs:
         state = _epoch(setup, state, progress, train_step, eval_step, writer,
                        stop_signals, ckpt)
+        depth(state, progress.epoch)
     _warn_stale_bn(setup, state)
     _test(setup, state, progress.history, eval_step, writer, progress.epoch)
   finally:
     if writer is not None:
       writer.flush()
   return state, progress.history
+
+
+def _depth_diagnostics(setup: Setup, writer):
+  """``log(state, epoch)``: ``training.depth_diagnostics``' per-layer statistics.
+
+  One fixed batch, one separate compiled call per epoch (never in the train
+  step); a population's member 0. Logged to TensorBoard as
+  ``depth/<layer>/<statistic>`` and appended to ``depth_diagnostics.json``.
+  Does nothing when the option is off.
+  """
+  if not setup.config.training.depth_diagnostics:
+    return lambda state, epoch: None
+  images, labels = diagnostics.fixed_batch(setup.data)
+  fn = diagnostics.make_depth_statistics(setup.model)
+  path = os.path.join(setup.workdir, diagnostics.JSON_FILE)
+
+  def log(state, epoch):
+    stats = diagnostics.depth_statistics(setup.model, _member0(state).variables,
+                                         images, labels, fn=fn)
+    if is_main_process():
+      diagnostics.log(writer, stats, epoch)
+      rows = []
+      if os.path.exists(path):  # A resumed run: its earlier epochs, this one replaced.
+        with open(path) as f:
+          rows = [r for r in json.load(f) if r["epoch"] != epoch]
+      workdir_lib.write_json(path, rows + [{"epoch": epoch, **diagnostics.to_json(stats)}])
+  return log
 
 
 def _step_args(config, train_model, tx, rules) -> dict[str, Any]:

@@ -41,6 +41,8 @@ RESUMABLE_KEYS = (
     "training.keep_best", "training.best_metric", "training.progress_bar",
     "training.log_every_steps", "training.test_time_flip", "training.eval_train",
     "training.recompute_bn_stats", "inference",
+    # Logging and the separate --mode=lr_find: neither changes the training.
+    "training.depth_diagnostics", "lr_find",
 )
 
 

@@ -149,9 +149,14 @@ RANGE_CASES = [
     ("training.recompute_bn_stats", 0, -1, ">= 0 (training batches; 0 = off)"),
     ("inference.num_samples", 1, 0, ">= 1"),
     ("inference.batch_size", 1, 0, ">= 1"),
+    ("lr_find.steps", 2, 1, ">= 2"),
+    ("lr_find.smoothing", 0.0, -0.1, "in [0, 1)"),
+    ("lr_find.smoothing", 0.9, 1.0, "in [0, 1)"),
 ]
-# Numbers whose rules are not a range (tested below).
-OWN_RULES = {"dataset.validation_split"}
+# Numbers whose rules are not a range (tested below; lr_find's in
+# tests/test_lr_find.py).
+OWN_RULES = {"dataset.validation_split", "lr_find.start", "lr_find.end",
+             "lr_find.stop_factor"}
 
 
 def _numbers(node, prefix=""):

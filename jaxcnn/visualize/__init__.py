@@ -1,5 +1,6 @@
 """Plots of training runs, filters, feature maps, filter patterns, class heatmaps (Grad-CAM),
-classic kernels, calibration, and lecture 004's activation functions and optimizer paths.
+classic kernels, calibration, lecture 004's activation functions and optimizer paths, its
+depth diagnostics (std per layer) and learning-rate range test.
 
 Every ``plot_*`` function returns a matplotlib Figure drawn headless by Agg
 (no pyplot, no display needed) and saves it as a PNG of ``figsize * dpi``
@@ -18,6 +19,7 @@ from jaxcnn.visualize.classic import plot_classic_kernels
 from jaxcnn.visualize.classic import plot_filtered
 from jaxcnn.visualize.classic import plot_pattern_detection
 from jaxcnn.visualize.classic import plot_smoothing
+from jaxcnn.visualize.depth import plot_depth_statistics
 from jaxcnn.visualize.filters import conv_kernel
 from jaxcnn.visualize.filters import plot_filters
 from jaxcnn.visualize.heatmaps import ClassHeatmap
@@ -34,6 +36,7 @@ from jaxcnn.visualize.lectures import optimizer_path
 from jaxcnn.visualize.lectures import optimizer_paths
 from jaxcnn.visualize.lectures import plot_activations
 from jaxcnn.visualize.lectures import plot_optimizer_paths
+from jaxcnn.visualize.lr_find import plot_lr_find
 from jaxcnn.visualize.patterns import FilterPatterns
 from jaxcnn.visualize.patterns import deprocess_image
 from jaxcnn.visualize.patterns import filter_patterns
@@ -66,6 +69,7 @@ __all__ = [
     "plot_certainty_examples",
     "plot_class_heatmap",
     "plot_classic_kernels",
+    "plot_depth_statistics",
     "plot_feature_maps",
     "plot_filter_patterns",
     "plot_filtered",
@@ -73,6 +77,7 @@ __all__ = [
     "plot_histories",
     "plot_optimizer_paths",
     "plot_history",
+    "plot_lr_find",
     "plot_pattern_detection",
     "plot_reliability_diagram",
     "plot_smoothing",
