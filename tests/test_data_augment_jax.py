@@ -182,6 +182,12 @@ def test_same_seed_epoch_position_same_image_whatever_the_batch():
            for p in (np.arange(8), np.arange(5, 8))]
   for k in draws[0]:
     np.testing.assert_array_equal(draws[0][k][5:], draws[1][k])  # the same bits
+  # Any leading layout: [devices, b] images with [devices, b] keys.
+  grid = fn(images.reshape(2, 4, 16, 16, 1),
+            augment_jax.example_keys(5, 3, np.arange(8)).reshape(2, 4))
+  np.testing.assert_allclose(grid.reshape(whole.shape), whole, rtol=0, atol=1e-5)
+  with pytest.raises(ValueError, match="one key per image"):
+    fn(images, augment_jax.example_keys(5, 3, np.arange(4)))
   for other in (augment_jax.example_keys(6, 3, np.arange(8)),   # another seed
                 augment_jax.example_keys(5, 4, np.arange(8)),   # another epoch
                 augment_jax.example_keys(5, 3, np.arange(8) + 8)):  # other positions

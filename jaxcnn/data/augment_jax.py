@@ -9,6 +9,9 @@ can run inside a compiled train step on device-resident data::
     keys = augment_jax.example_keys(seed, epoch, positions)  # [N] keys
     images = fn(images_uint8_or_f32, keys)                   # f32[N, H, W, C]
 
+The leading axes may be any batch layout (``[N]``, ``[devices, b]``), with
+one key per image.
+
 Two halves, as in the tf version: :func:`random_transforms` draws every
 image's transform parameters from its key, and :func:`apply_transforms`
 resamples the images with given parameters. For fixed parameters the result
@@ -326,21 +329,26 @@ def augment(images: jax.Array, keys: jax.Array, config: AugmentConfig) -> jax.Ar
   """Augments a batch: each image transformed with the draws of its own key.
 
   Args:
-    images: [N, H, W, C] in [0, 255], any real dtype (uint8 included).
-    keys: N PRNG keys (:func:`example_keys`).
+    images: [..., H, W, C] in [0, 255], any real dtype (uint8 included);
+      the leading axes are any batch layout, e.g. [N] or [devices, b].
+    keys: PRNG keys shaped like the leading axes (:func:`example_keys`).
     config: a validated config (static; hashable, so it may be a static jit
       argument).
 
   Returns:
-    float32 [N, H, W, C]: the transformed images times ``rescale`` (when set),
-    as ``augment.build``'s function returns for each image.
+    float32 [..., H, W, C]: the transformed images times ``rescale`` (when
+    set), as ``augment.build``'s function returns for each image.
   """
   images = jnp.asarray(images).astype(jnp.float32)
-  if images.ndim != 4:
-    raise ValueError(f"augment expects a batch [N, H, W, C], got shape {images.shape}")
+  if images.ndim < 4 or keys.shape != images.shape[:-3]:
+    raise ValueError(f"augment expects images [..., H, W, C] and one key per image, "
+                     f"got images {images.shape} and keys {keys.shape}")
   if config.resamples:
-    params = random_transforms(config, keys, images.shape[1], images.shape[2])
-    images = apply_transforms(images, params, config.fill_mode, config.cval)
+    lead, (h, w, c) = images.shape[:-3], images.shape[-3:]
+    flat_keys = keys.reshape(-1)
+    params = random_transforms(config, flat_keys, h, w)
+    flat = apply_transforms(images.reshape(-1, h, w, c), params, config.fill_mode, config.cval)
+    images = flat.reshape(*lead, h, w, c)
   if config.rescale is not None:
     images = images * config.rescale
   return images
@@ -354,8 +362,8 @@ def build(aug_config: Mapping[str, Any] | AugmentConfig | None) -> AugmentFn:
       (the same config as the tf.data path reads).
 
   Returns:
-    ``fn(images, keys)``: [N, H, W, C] images in [0, 255] (uint8 or float)
-    and N keys to float32 [N, H, W, C]; pure and jittable.
+    ``fn(images, keys)``: [..., H, W, C] images in [0, 255] (uint8 or float)
+    and one key per image to float32 [..., H, W, C]; pure and jittable.
 
   Raises:
     ConfigError: a bad config, with ``augment.parse_config``'s messages.
