@@ -53,8 +53,8 @@ import jax.numpy as jnp
 
 from jaxcnn.data.augment import FILL_MODES, AugmentConfig, ShiftRange, parse_config
 
-# Domain separation: the augmentation keys never coincide with the keys that
-# ``state.create`` splits from the same seed for initialization and dropout.
+# The augmentation keys are folded from their own stream of the seed's key,
+# apart from the init, dropout and step keys ``state.create`` splits from it.
 STREAM = 0x417567  # 'Aug'
 # A sampled coordinate within max(H, W) * EDGE_EPS pixels of the image edge
 # counts as inside for 'constant': float32 coordinates are off by a few ulps
