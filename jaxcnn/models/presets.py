@@ -419,7 +419,7 @@ def _plain(value: Any) -> Any:
 
 def create(name_or_config: str | Mapping[str, Any] | ml_collections.ConfigDict, *,
            num_classes: int | None = None, axis_name: str | None = None,
-           **overrides) -> sequential.Sequential:
+           dtype: Any = None, **overrides) -> sequential.Sequential:
   """Builds a preset model.
 
   Args:
@@ -428,6 +428,8 @@ def create(name_or_config: str | Mapping[str, Any] | ml_collections.ConfigDict, 
     num_classes: output classes (e.g. the dataset's); None keeps the
       preset's. 1-unit presets stay binary for 2 classes.
     axis_name: BatchNorm's ``pmap`` axis (``'batch'`` in the train step).
+    dtype: the compute dtype (``precision.compute_dtype(training.precision)``);
+      None computes in float32. Parameters are float32 either way.
     **overrides: preset options, e.g. ``dropout_rate=0.3, activation='elu'``;
       they win over the config's fields.
 
@@ -469,4 +471,4 @@ def create(name_or_config: str | Mapping[str, Any] | ml_collections.ConfigDict, 
   weights_path = options.pop("weights_path", "") or ""
   layers = PRESETS[name](num_classes=num_classes, **options)
   return sequential.build(layers, axis_name=axis_name, weights_path=weights_path,
-                          name=name)
+                          name=name, dtype=dtype)
