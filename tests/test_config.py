@@ -146,6 +146,8 @@ RANGE_CASES = [
     ("training.label_smoothing", 0.0, -0.1, "in [0, 1)"),
     ("training.label_smoothing", 0.9, 1.0, "in [0, 1)"),
     ("training.population", 1, 0, ">= 1"),
+    ("training.initial_loss_scale", 1.0, 0.5, ">= 1"),
+    ("training.loss_scale_period", 1, 0, ">= 1"),
     ("inference.num_samples", 1, 0, ">= 1"),
     ("inference.batch_size", 1, 0, ">= 1"),
 ]
