@@ -345,13 +345,13 @@ def _skip_unless_finite(finite, state, updated, metrics, loss_scale):
 
   The step still counts (the data order and dropout keys follow it). Its
   ``grad_norm`` is 0, no gradient having been applied, unless the scale was
-  already at ``precision.MIN_LOSS_SCALE``: then the non-finite norm is kept
-  and the NaN stop fires (real divergence, not overflow from scaling).
+  already at its floor (``precision.MIN_LOSS_SCALE``): then the non-finite
+  norm is kept and the NaN stop fires (divergence, not overflow from scaling).
   """
   keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
   params, opt_state, batch_stats = keep(
       updated, (state.params, state.opt_state, state.batch_stats))
-  at_floor = state.loss_scale.scale <= precision.MIN_LOSS_SCALE
+  at_floor = state.loss_scale.scale <= state.loss_scale.minimum_scale
   grad_norm = jnp.where(finite | at_floor, metrics["grad_norm"], 0.0)
   metrics = {**metrics, "grad_norm": grad_norm, "loss_scale": loss_scale.scale}
   return params, opt_state, batch_stats, metrics
