@@ -41,6 +41,14 @@ an XLA flag or a patched module against jaxcnn as it is, e.g.
   .venv/bin/python benchmarks/bench_throughput.py --frameworks jaxcnn,keras-tensorflow \
       --jaxcnn-variant "noynn:XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
 
+``--precision float32,bfloat16`` times jaxcnn in each ``training.precision``
+in the same rounds: the first is the ``jaxcnn`` worker's, each other one a
+``jaxcnn[<precision>]`` worker (e2e and step items; ratios against
+``jaxcnn``), e.g.
+
+  .venv/bin/python benchmarks/bench_throughput.py --frameworks jaxcnn \
+      --precision float32,bfloat16 --rounds 5
+
 The JSON (``--out``) is rewritten after every model, so a run cut short keeps
 what it measured. Worker logs are in ``--log-dir``.
 """
@@ -197,20 +205,26 @@ def _summary(values: list[float]) -> dict[str, Any]:
 
 
 def bench_model(name: str, frameworks: list[str], args, platform: str,
-                log_dir: str, variants: dict[str, dict[str, str]] | None = None
-                ) -> dict[str, Any]:
+                log_dir: str, variants: dict[str, dict[str, str]] | None = None,
+                variant_args: dict[str, list[str]] | None = None) -> dict[str, Any]:
   """Starts the workers of one model, times them interleaved, stops them.
 
   ``variants`` maps 'jaxcnn[NAME]' to extra environment variables: more
-  jaxcnn workers (e.g. other XLA flags), timed in the same rounds.
+  jaxcnn workers (e.g. other XLA flags), timed in the same rounds;
+  ``variant_args`` maps some of them to extra worker arguments (e.g.
+  ``--precision bfloat16``).
   """
   variants = variants or {}
+  variant_args = variant_args or {}
   workload = wl.get(name)
   steps = args.steps or (workload.gpu_steps if platform == "gpu" else workload.cpu_steps)
   batch = args.batch_size or workload.batch_size
   common = ["--model", name, "--steps", str(steps), "--batch-size", str(batch),
             "--data-dir", args.data_dir, "--tfds-data-dir", args.tfds_data_dir]
   jaxcnn_args = common + ["--feeder", args.jaxcnn_feeder]
+  precisions = getattr(args, "precision", "float32").split(",")
+  if precisions[0] != "float32":
+    jaxcnn_args += ["--precision", precisions[0]]
   examples_path = os.path.join(log_dir, f"{name}-train.npz")
   result: dict[str, Any] = {
       "workload": {**workload.__dict__, "image_shape": list(workload.image_shape)},
@@ -232,7 +246,8 @@ def bench_model(name: str, frameworks: list[str], args, platform: str,
                  **{k: info[k] for k in ("layers", "image_shape", "output_units")}}, f)
     for fw in [f for f in frameworks if f != "jaxcnn"] + list(variants):
       print(f"[{name}] starting {fw}", flush=True)
-      fw_args = common + ["--keras-model", spec_path] if fw.startswith("keras-") else jaxcnn_args
+      fw_args = (common + ["--keras-model", spec_path] if fw.startswith("keras-")
+                 else jaxcnn_args + variant_args.get(fw, []))
       try:
         workers[fw] = Worker(fw, fw_args, os.path.join(log_dir, f"{name}-{fw}.log"),
                              variants.get(fw))
@@ -346,6 +361,10 @@ def main(argv=None) -> dict[str, Any]:
                       help="jaxcnn's e2e/pipeline data: 'tfdata' is jaxcnn.data; "
                       "'numpy' a numpy feeder with its order and normalization (for "
                       "machines without TensorFlow); 'auto' the first that can run")
+  parser.add_argument("--precision", default="float32",
+                      help="comma-separated training.precision values (float32, "
+                      "bfloat16, float16): the first is the jaxcnn worker's, each "
+                      "other one a jaxcnn[<precision>] worker timed in the same rounds")
   parser.add_argument("--log-dir", default="", help="worker logs (default: a temp dir)")
   parser.add_argument("--out", default="", help="write the results as JSON here")
   args = parser.parse_args(argv)
@@ -372,20 +391,27 @@ def main(argv=None) -> dict[str, Any]:
     variants = dict(parse_variant(v) for v in args.jaxcnn_variant)
   except ValueError as e:
     parser.error(str(e))
+  precisions = args.precision.split(",")
+  for p in precisions:
+    if p not in ("float32", "bfloat16", "float16"):
+      parser.error(f"--precision {p!r}: use float32, bfloat16 or float16")
+  variant_args = {f"jaxcnn[{p}]": ["--precision", p] for p in precisions[1:]}
+  variants.update({name: {} for name in variant_args})
   platform = detect_platform()
   log_dir = args.log_dir or tempfile.mkdtemp(prefix="bench_throughput_")
   os.makedirs(log_dir, exist_ok=True)
   start = time.time()
   results: dict[str, Any] = {
       "platform": platform, "rounds": args.rounds, "frameworks": frameworks,
-      "variants": variants,
+      "variants": variants, "precision": precisions,
       "skipped": skipped, "log_dir": log_dir,
       "host": {"machine": platform_lib.machine(), "cpus": os.cpu_count(),
                "python": sys.version.split()[0]},
       "models": {}}
   for n in names:
     try:
-      results["models"][n] = bench_model(n, frameworks, args, platform, log_dir, variants)
+      results["models"][n] = bench_model(n, frameworks, args, platform, log_dir, variants,
+                                         variant_args)
     except WorkerError as e:
       results["models"][n] = {"errors": {"jaxcnn": str(e)}}
       print(f"[{n}] failed: {e}", file=sys.stderr, flush=True)

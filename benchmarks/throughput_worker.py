@@ -131,7 +131,8 @@ class JaxcnnWorker:
   """Builds jaxcnn's data, model, optimizer and pmap-ed step as train.py does."""
 
   def __init__(self, workload: wl.Workload, steps: int, batch_size: int,
-               mirror_dir: str, tfds_data_dir: str, feeder: str = "auto"):
+               mirror_dir: str, tfds_data_dir: str, feeder: str = "auto",
+               precision: str = "float32"):
     import jax  # pylint: disable=g-import-not-at-top
     from jaxcnn import config as config_lib  # pylint: disable=g-import-not-at-top
     from jaxcnn import models  # pylint: disable=g-import-not-at-top
@@ -142,6 +143,8 @@ class JaxcnnWorker:
     self._jax, self._parallel = jax, parallel
     config = wl.jaxcnn_config(workload, steps, mirror_dir, batch_size)
     config.dataset.data_dir = tfds_data_dir
+    if precision != "float32":  # the key exists only in checkouts that have it
+      config.training.precision = precision
     config_lib.validate(config)
     parallel.check_global_batch(batch_size)
     self.batch_size, self.steps = batch_size, steps
@@ -180,13 +183,19 @@ class JaxcnnWorker:
       raise RuntimeError(f"The pipeline has {self.data.steps_per_epoch} steps per "
                          f"epoch, not {steps}.")
 
-    model = models.create(config.model, num_classes=num_classes)
+    dtype = {}
+    if precision != "float32":
+      from jaxcnn import precision as precision_lib  # pylint: disable=g-import-not-at-top
+      dtype = {"dtype": precision_lib.compute_dtype(precision)}
+    model = models.create(config.model, num_classes=num_classes, **dtype)
     train_model = models.create(config.model, num_classes=num_classes,
-                                axis_name=parallel.AXIS)
+                                axis_name=parallel.AXIS, **dtype)
     tx = optim.create(config.optimizer, config.schedule, steps_per_epoch=steps,
                       num_epochs=config.training.num_epochs,
                       freeze=tuple(config.regularization.freeze))
     self.state = self._init_state(config, model, tx, image_shape, optim)
+    if precision == "float16":
+      self.state = self.state.replace(loss_scale=precision_lib.initial_loss_scale(config))
     rules = optim.regularizers.build_rules(models.param_rules(model), self.state.params,
                                            config.regularization)
     step_kwargs = dict(
@@ -205,7 +214,7 @@ class JaxcnnWorker:
         "device_kind": jax.devices()[0].device_kind,
         "local_devices": jax.local_device_count(), "jax": jax.__version__,
         "jaxcnn_file": sys.modules["jaxcnn"].__file__,
-        "pipeline": pipeline, "params": int(summary.total),
+        "pipeline": pipeline, "params": int(summary.total), "precision": precision,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "flops_per_image": self._flops_per_image(train_model, tx, step_kwargs),
         "layers": [specs.to_config(s) for s in model.layers],
@@ -331,6 +340,9 @@ def main(argv=None) -> int:
   parser.add_argument("--keras-model", default="",
                       help="JSON file: {layers, image_shape, output_units, examples} "
                       "written by the orchestrator from the jaxcnn worker's info")
+  parser.add_argument("--precision", default="float32",
+                      choices=("float32", "bfloat16", "float16"),
+                      help="jaxcnn: training.precision")
   parser.add_argument("--save-examples", default="",
                       help="jaxcnn: write the normalized training part here (.npz)")
   args = parser.parse_args(argv)
@@ -338,7 +350,7 @@ def main(argv=None) -> int:
     workload = wl.get(args.model)
     if args.framework == "jaxcnn":
       worker = JaxcnnWorker(workload, args.steps, args.batch_size, args.data_dir,
-                            args.tfds_data_dir, args.feeder)
+                            args.tfds_data_dir, args.feeder, args.precision)
       if args.save_examples:
         worker.save_examples(args.save_examples)
     else:

@@ -59,6 +59,11 @@ VALIDATION_FROM = ("end", "start")
 # (VMAP_VARIABLE_KEYS), else 'loop'.
 POPULATION_MODES = ("auto", "vmap", "loop")
 
+# ``training.precision``: the dtype the layers compute in (jaxcnn.precision).
+# Parameters, optimizer state, BatchNorm statistics, softmax and the loss stay
+# float32 in all three; 'float16' adds dynamic loss scaling.
+PRECISIONS = ("float32", "bfloat16", "float16")
+
 # Keys population.vary may name: they change values, never the shapes of
 # the parameters, the data or the program's inputs. Under 'loop' each member
 # gets its own step built from its own config; ``schedule.*`` means any
@@ -148,6 +153,13 @@ def defaults() -> ml_collections.ConfigDict:
   # lecture 004's vanishing/exploding gradients). A separate compiled call,
   # never part of the train step.
   c.training.depth_diagnostics = False
+  # One of PRECISIONS: 'bfloat16' (TPUs, Ampere+ GPUs) or 'float16' computes
+  # convolutions, matmuls and activations in half precision.
+  c.training.precision = "float32"
+  # float16 only: the loss is multiplied by a scale that halves after a step
+  # with non-finite gradients (skipped) and doubles after this many finite ones.
+  c.training.initial_loss_scale = 65536.0
+  c.training.loss_scale_period = 2000
 
   c.population = ml_collections.ConfigDict()
   # What differs between the members: '' gives member i the seed seed + i
@@ -294,6 +306,8 @@ RANGES = (
     Range("training.label_smoothing", 0, 1, open_max=True),
     Range("training.recompute_bn_stats", 0, note="training batches; 0 = off"),
     Range("training.population", 1),
+    Range("training.initial_loss_scale", 1),
+    Range("training.loss_scale_period", 1),
     Range("inference.num_samples", 1),
     Range("inference.batch_size", 1),
     Range("lr_find.steps", 2),
@@ -359,6 +373,11 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     raise ConfigError(
         f"'training.best_metric' must be 'val_accuracy' or 'val_loss'; got "
         f"{t.best_metric!r}.")
+  if t.precision not in PRECISIONS:
+    guess = closest(str(t.precision), PRECISIONS)
+    raise ConfigError(
+        f"'training.precision' must be one of {', '.join(PRECISIONS)}; got "
+        f"{t.precision!r}." + (f" Did you mean '{guess}'?" if guess else ""))
   d = config.dataset
   if d.normalization not in NORMALIZATIONS:
     raise ConfigError(

@@ -23,6 +23,7 @@ import optax
 
 from jaxcnn import collectives
 from jaxcnn import config as config_lib
+from jaxcnn import precision
 
 if TYPE_CHECKING:  # Annotations only: the steps work on any state pytree with
   # TrainState's fields, and the data layer below can use parallel's rules.
@@ -336,9 +337,17 @@ def _per_device_step(model, tx, penalty_fn, project_fn, label_smoothing):
       total = data_loss + penalty_fn(params)
       return total, (data_loss, logits, new_model_state)
 
-    (loss, (data_loss, logits, new_model_state)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(state.params)
-    grads = collectives.pmean(grads, AXIS)
+    scaled = precision.scales_loss(state.loss_scale)
+    if scaled:
+      # float16 (jaxcnn.precision): the gradients come back unscaled and
+      # averaged over the axis, so every device sees the same ``finite``.
+      loss_scale, finite, (loss, (data_loss, logits, new_model_state)), grads = (
+          state.loss_scale.value_and_grad(loss_fn, has_aux=True, axis_name=AXIS)(
+              state.params))
+    else:
+      (loss, (data_loss, logits, new_model_state)), grads = jax.value_and_grad(
+          loss_fn, has_aux=True)(state.params)
+      grads = collectives.pmean(grads, AXIS)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = project_fn(optax.apply_updates(state.params, updates))
     # BatchNorm with axis_name already averaged the batch statistics; the
@@ -353,9 +362,14 @@ def _per_device_step(model, tx, penalty_fn, project_fn, label_smoothing):
         "accuracy": correct(logits, batch["label"]).mean(),
         "grad_norm": optax.tree.norm(grads),
     }
+    if scaled:
+      params, opt_state, batch_stats, metrics = _skip_unless_finite(
+          finite, state, (params, opt_state, batch_stats), metrics, loss_scale)
     metrics = collectives.pmean(metrics, AXIS)
     new_state = state.replace(step=state.step + 1, params=params,
                               batch_stats=batch_stats, opt_state=opt_state)
+    if scaled:
+      new_state = new_state.replace(loss_scale=loss_scale)
     return new_state, metrics
 
   return per_device_step
@@ -386,6 +400,23 @@ def make_batch_stats_step(model: flax.linen.Module, *, pmap: bool = True):
   if not pmap:
     return _single_device(per_device_stats)
   return _data_parallel(per_device_stats)
+
+
+def _skip_unless_finite(finite, state, updated, metrics, loss_scale):
+  """float16's skipped step: the old values where the gradients overflowed.
+
+  The step still counts (the data order and dropout keys follow it). Its
+  ``grad_norm`` is 0, no gradient having been applied, unless the scale was
+  already at its floor (``precision.MIN_LOSS_SCALE``): then the non-finite
+  norm is kept and the NaN stop fires (divergence, not overflow from scaling).
+  """
+  keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+  params, opt_state, batch_stats = keep(
+      updated, (state.params, state.opt_state, state.batch_stats))
+  at_floor = state.loss_scale.scale <= state.loss_scale.minimum_scale
+  grad_norm = jnp.where(finite | at_floor, metrics["grad_norm"], 0.0)
+  metrics = {**metrics, "grad_norm": grad_norm, "loss_scale": loss_scale.scale}
+  return params, opt_state, batch_stats, metrics
 
 
 def flip_averaged_logits(logits: jax.Array, flipped_logits: jax.Array) -> jax.Array:

@@ -10,11 +10,11 @@ file: a finished workdir reloads with its ``.h5`` gone.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -24,9 +24,10 @@ from jaxcnn import checkpoint as checkpoint_lib
 from jaxcnn import config as config_lib
 from jaxcnn import models
 from jaxcnn import optim
+from jaxcnn import precision
 
 
-@flax.struct.dataclass
+@dataclasses.dataclass(frozen=True)
 class TrainState:
   """Everything a resumed run needs, as one pytree (saved whole by Orbax).
 
@@ -37,6 +38,9 @@ class TrainState:
     opt_state: Optax state, learning rate and schedule count included.
     rng: base PRNG key (raw uint32[2]); per-step keys are folded from it.
     plateau: reduce-on-plateau state (a small pytree; empty when unused).
+    loss_scale: float16's dynamic loss scale (``precision.DynamicScale``:
+      ``scale`` and ``fin_steps``); ``()`` in float32 and bfloat16, where it
+      is no child of the pytree at all (see :func:`_flatten`).
   """
   step: jax.Array
   params: Any
@@ -44,6 +48,11 @@ class TrainState:
   opt_state: Any
   rng: jax.Array
   plateau: Any
+  loss_scale: Any = ()
+
+  def replace(self, **changes) -> "TrainState":
+    """A copy with ``changes`` (as flax.struct dataclasses have)."""
+    return dataclasses.replace(self, **changes)
 
   @property
   def variables(self) -> dict[str, Any]:
@@ -52,6 +61,31 @@ class TrainState:
     if self.batch_stats:
       out["batch_stats"] = self.batch_stats
     return out
+
+
+_FIELDS = ("step", "params", "batch_stats", "opt_state", "rng", "plateau")
+
+
+def _flatten(state: TrainState):
+  """The fields as pytree children; ``loss_scale`` only when it holds one.
+
+  Orbax saves and restores by these key paths and refuses a tree with one
+  more node, even an empty one: without a loss scale the state is the
+  six-field tree of earlier jaxcnn, so their checkpoints restore and a float32
+  checkpoint is what it was.
+  """
+  scaled = not (isinstance(state.loss_scale, tuple) and not state.loss_scale)
+  names = _FIELDS + (("loss_scale",) if scaled else ())
+  return [(jax.tree_util.GetAttrKey(n), getattr(state, n)) for n in names], scaled
+
+
+def _unflatten(scaled: bool, children) -> TrainState:
+  return TrainState(*children) if scaled else TrainState(*children, loss_scale=())
+
+
+jax.tree_util.register_pytree_with_keys(
+    TrainState, _flatten, _unflatten,
+    flatten_func=lambda s: (lambda kv, aux: ([v for _, v in kv], aux))(*_flatten(s)))
 
 
 def optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int):
@@ -89,7 +123,8 @@ def from_variables(config: ml_collections.ConfigDict, variables: Any, tx, *,
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     batch_stats=variables.get("batch_stats", {}),
                     opt_state=tx.init(params), rng=step_rng,
-                    plateau=optim.init_plateau(config.schedule))
+                    plateau=optim.init_plateau(config.schedule),
+                    loss_scale=precision.initial_loss_scale(config))
 
 
 def with_variables(state: TrainState, variables: Any, tx) -> TrainState:
@@ -145,8 +180,13 @@ def _read_source(path: str, model, variables) -> "models.pretrained.Source":
 
 
 def abstract(config: ml_collections.ConfigDict, meta: dict) -> tuple[Any, TrainState]:
-  """The model and an abstract TrainState matching a checkpoint's ``meta``."""
-  model = models.create(config.model, num_classes=meta["num_classes"])
+  """The model and an abstract TrainState matching a checkpoint's ``meta``.
+
+  The model computes in the run's ``training.precision`` (float32 for a
+  config saved before the key existed).
+  """
+  model = models.create(config.model, num_classes=meta["num_classes"],
+                        dtype=precision.compute_dtype(precision.name(config)))
   shape = tuple(meta["image_shape"])
   if config.get("training", {}).get("population", 1) > 1:
     members = config_lib.member_configs(config)

@@ -41,6 +41,7 @@ from jaxcnn import models
 from jaxcnn import optim
 from jaxcnn import parallel
 from jaxcnn import precise_bn
+from jaxcnn import precision
 from jaxcnn import state as state_lib
 from jaxcnn import workdir as workdir_lib
 from jaxcnn.state import TrainState
@@ -149,6 +150,7 @@ def build(config: ml_collections.ConfigDict, workdir: str) -> Setup:
   meta = {"num_classes": info.num_classes, "image_shape": list(info.image_shape),
           "steps_per_epoch": data.steps_per_epoch,
           "global_batch_size": config.training.batch_size}
+  dtype = precision.compute_dtype(config.training.precision)
   members = ()
   if config.training.population > 1:
     member_configs = config_lib.member_configs(config)
@@ -156,14 +158,14 @@ def build(config: ml_collections.ConfigDict, workdir: str) -> Setup:
     meta["population"] = len(member_configs)
     members = tuple(Member(
         config=m, train_model=models.create(m.model, num_classes=info.num_classes,
-                                            axis_name=parallel.AXIS),
+                                            axis_name=parallel.AXIS, dtype=dtype),
         tx=state_lib.optimizer(m, data.steps_per_epoch)) for m in member_configs)
     _check_members(config, members, info)
   return Setup(
       config=config, workdir=workdir, data=data,
-      model=models.create(config.model, num_classes=info.num_classes),
+      model=models.create(config.model, num_classes=info.num_classes, dtype=dtype),
       train_model=models.create(config.model, num_classes=info.num_classes,
-                                axis_name=parallel.AXIS),
+                                axis_name=parallel.AXIS, dtype=dtype),
       tx=state_lib.optimizer(config, data.steps_per_epoch), meta=meta,
       test_time_flip=config.training.test_time_flip, members=members)
 
@@ -965,8 +967,9 @@ def _refresh(acc, bar, writer, config, step, epoch_start_step):
     every = config.training.log_every_steps
     for s, m in rows:
       if s % every == 0:
-        for k in ("loss", "data_loss", "accuracy", "grad_norm"):
-          _scalars(writer, f"train/{k}", m[k], s)
+        for k in ("loss", "data_loss", "accuracy", "grad_norm", "loss_scale"):
+          if k in m:  # loss_scale: float16 only (jaxcnn.precision)
+            _scalars(writer, f"train/{k}", m[k], s)
 
 
 def _spread(value, fmt: str) -> str:

@@ -178,6 +178,10 @@ def resume_changes(workdir: str, config: Any) -> dict[str, tuple[Any, Any]]:
     return {}
   with open(path) as f:
     saved = _flat(json.load(f))
+  # A key added to jaxcnn after the run was saved had its default then.
+  defaults = _flat(json.loads(json.dumps(config_lib.to_dict(config_lib.defaults()))))
+  saved = {**{k: v for k, v in defaults.items()
+              if k not in saved and not isinstance(v, dict)}, **saved}
   new = _flat(json.loads(json.dumps(config_lib.to_dict(config))))
   changed = {k: (saved.get(k), new.get(k)) for k in sorted(saved.keys() | new.keys())
              if saved.get(k) != new.get(k)}

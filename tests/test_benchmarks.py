@@ -129,3 +129,19 @@ def test_bad_arguments_name_the_valid_ones():
       "jaxcnn[fast]", {"XLA_FLAGS": "--a=1", "FOO": "2"})
   with pytest.raises(SystemExit):
     bench_throughput.main(["--frameworks", "keras-cntk"])
+
+
+def test_precisions_are_timed_side_by_side(tmp_path, fashion_mnist_data_dir):
+  """--precision: one jaxcnn worker per training.precision, in the same rounds."""
+  results = bench_throughput.main([
+      "--models", "mlp_dropout", "--frameworks", "jaxcnn",
+      "--precision", "float32,float16", "--steps", "2", "--rounds", "1",
+      "--data-dir", FASHION_MNIST_MIRROR, "--tfds-data-dir", fashion_mnist_data_dir,
+      "--log-dir", str(tmp_path / "logs")])
+  m = results["models"]["mlp_dropout"]
+  assert not m["errors"]
+  assert {fw: info["precision"] for fw, info in m["frameworks"].items()} == {
+      "jaxcnn": "float32", "jaxcnn[float16]": "float16"}  # float16: the loss-scaled state
+  rows = {(r["framework"], r["item"]) for r in m["rows"]}
+  assert {("jaxcnn[float16]", "e2e"), ("jaxcnn[float16]", "step")} <= rows
+  assert m["ratios"]["jaxcnn[float16]/jaxcnn"]["median"] > 0

@@ -147,6 +147,8 @@ RANGE_CASES = [
     ("training.label_smoothing", 0.9, 1.0, "in [0, 1)"),
     ("training.population", 1, 0, ">= 1"),
     ("training.recompute_bn_stats", 0, -1, ">= 0 (training batches; 0 = off)"),
+    ("training.initial_loss_scale", 1.0, 0.5, ">= 1"),
+    ("training.loss_scale_period", 1, 0, ">= 1"),
     ("inference.num_samples", 1, 0, ">= 1"),
     ("inference.batch_size", 1, 0, ">= 1"),
     ("lr_find.steps", 2, 1, ">= 2"),

@@ -451,7 +451,7 @@ def _plain(value: Any) -> Any:
 
 def create(name_or_config: str | Mapping[str, Any] | ml_collections.ConfigDict, *,
            num_classes: int | None = None, axis_name: str | None = None,
-           **overrides) -> sequential.Sequential:
+           dtype: Any = None, **overrides) -> sequential.Sequential:
   """Builds a preset model.
 
   Args:
@@ -460,6 +460,8 @@ def create(name_or_config: str | Mapping[str, Any] | ml_collections.ConfigDict, 
     num_classes: output classes (e.g. the dataset's); None keeps the
       preset's. 1-unit presets stay binary for 2 classes.
     axis_name: BatchNorm's ``pmap`` axis (``'batch'`` in the train step).
+    dtype: the compute dtype (``precision.compute_dtype(training.precision)``);
+      None computes in float32. Parameters are float32 either way.
     **overrides: preset options, e.g. ``dropout_rate=0.3, activation='elu'``;
       they win over the config's fields. Every preset also takes
       ``bn_momentum`` (the moving-average momentum of its BatchNorm layers;
@@ -504,4 +506,4 @@ def create(name_or_config: str | Mapping[str, Any] | ml_collections.ConfigDict, 
   bn_momentum = options.pop("bn_momentum", None)
   layers = with_bn_momentum(PRESETS[name](num_classes=num_classes, **options), bn_momentum)
   return sequential.build(layers, axis_name=axis_name, weights_path=weights_path,
-                          name=name)
+                          name=name, dtype=dtype)

@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from jaxcnn.models import specs as specs_lib
 
@@ -28,12 +29,18 @@ class Sequential(nn.Module):
       ('' = none).
     preset: the preset this model came from (summary title).
     input_layer: the layer inputs enter at by default (see :func:`from_layer`).
+    dtype: the compute dtype (``jnp.bfloat16``, ``jnp.float16``): the input
+      is cast to it, every layer computes in its input's dtype (parameters
+      stay float32 and are cast where used; BatchNorm's statistics are
+      float32), and the output is cast back to float32 for softmax and the
+      loss. None computes in float32 and casts nothing.
   """
   layers: tuple[specs_lib.LayerSpec, ...]
   axis_name: str | None = None
   weights_path: str = ""
   preset: str = "sequential"
   input_layer: int = 0
+  dtype: Any = None
 
   @property
   def layer_names(self) -> tuple[str, ...]:
@@ -63,14 +70,18 @@ class Sequential(nn.Module):
     """
     start = self.input_layer if start is None else start
     first, last, _ = slice(start, stop).indices(len(self.layers))
+    if self.dtype is not None:
+      x = x.astype(self.dtype)
     for spec in self.layers[first:last]:
       x = spec.build(self.axis_name)(x, train=train, deterministic=deterministic)
+    if self.dtype is not None:
+      x = x.astype(jnp.float32)
     return x
 
 
 def build(layers: Iterable[Mapping[str, Any] | specs_lib.LayerSpec], *,
           axis_name: str | None = None, weights_path: str = "",
-          name: str = "sequential") -> Sequential:
+          name: str = "sequential", dtype: Any = None) -> Sequential:
   """Builds a model from layer dicts.
 
   Args:
@@ -80,12 +91,13 @@ def build(layers: Iterable[Mapping[str, Any] | specs_lib.LayerSpec], *,
     weights_path: optional Keras weights file (loaded by
       ``keras_import.load_pretrained`` after ``init``).
     name: the model's name in summaries.
+    dtype: the compute dtype (:attr:`Sequential.dtype`); None is float32.
 
   Returns:
     A :class:`Sequential`.
   """
   return Sequential(layers=specs_lib.parse_layers(layers), axis_name=axis_name,
-                    weights_path=weights_path or "", preset=name)
+                    weights_path=weights_path or "", preset=name, dtype=dtype)
 
 
 def first_stochastic_layer(model: Sequential) -> int:
