@@ -53,6 +53,11 @@ NORMALIZATIONS = ("rescale", "standardize", "standardize_pixel", "none")
 # (VMAP_VARIABLE_KEYS), else 'loop'.
 POPULATION_MODES = ("auto", "vmap", "loop")
 
+# ``dataset.device_cache``: 'on' keeps the training part on every device and
+# gathers each batch inside the compiled step, 'off' feeds host batches from
+# tf.data, 'auto' decides by backend, size and features (jaxcnn.data.device).
+DEVICE_CACHE_MODES = ("auto", "on", "off")
+
 # Keys population.vary may name: they change values, never the shapes of
 # the parameters, the data or the program's inputs. Under 'loop' each member
 # gets its own step built from its own config; ``schedule.*`` means any
@@ -91,6 +96,10 @@ def defaults() -> ml_collections.ConfigDict:
   c.dataset.num_test_examples = 0
   c.dataset.shuffle_buffer = 60_000
   c.dataset.cache = True
+  # 'auto' | 'on' | 'off': the training part on the accelerator as uint8, each
+  # step's batch gathered and normalized inside the compiled step
+  # (DEVICE_CACHE_MODES; jaxcnn.data.device says when 'auto' turns it on).
+  c.dataset.device_cache = "auto"
   c.dataset.augmentation = ml_collections.ConfigDict()
 
   c.model = ml_collections.ConfigDict()
@@ -127,6 +136,10 @@ def defaults() -> ml_collections.ConfigDict:
   c.training.population = 1
   # 'auto' | 'vmap' | 'loop': how one step updates every member (POPULATION_MODES).
   c.training.population_mode = "auto"
+  # Train steps per compiled call (lax.scan over stacked batches); 0 = auto
+  # (jaxcnn.data.device.steps_per_call says the rule). Logging, evaluation,
+  # checkpoints and SIGTERM act between calls.
+  c.training.steps_per_call = 0
 
   c.population = ml_collections.ConfigDict()
   # What differs between the members: '' gives member i the seed seed + i
@@ -260,6 +273,7 @@ RANGES = (
     Range("training.log_every_steps", 1),
     Range("training.label_smoothing", 0, 1, open_max=True),
     Range("training.population", 1),
+    Range("training.steps_per_call", 0, note="0 = auto"),
     Range("inference.num_samples", 1),
     Range("inference.batch_size", 1),
 )
@@ -330,8 +344,39 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         f"got {d.normalization!r}.")
   _check_validation_split(d.validation_split)
   _check_image_size(d.image_size)
+  _check_device_cache(config)
   _validate_population(config)
   return config
+
+
+def _check_device_cache(config: ml_collections.ConfigDict) -> None:
+  """``dataset.device_cache``: a valid mode, and 'on' only where it can run.
+
+  The checks that need the data (its size against device memory) or the
+  runtime (processes) are ``jaxcnn.data.device.resolve``'s.
+  """
+  d = config.dataset
+  if d.device_cache not in DEVICE_CACHE_MODES:
+    raise ConfigError(
+        f"'dataset.device_cache' must be one of {', '.join(DEVICE_CACHE_MODES)}; "
+        f"got {d.device_cache!r}.")
+  if d.device_cache != "on":
+    return
+  if not d.cache:
+    raise ConfigError(
+        "dataset.device_cache='on' needs dataset.cache=True (the device copy is "
+        "made from the decoded examples held in memory); set dataset.cache=True "
+        "or dataset.device_cache='off'.")
+  if d.augmentation:
+    raise ConfigError(
+        "dataset.device_cache='on' cannot augment yet (augmentation runs in "
+        "tf.data on the host); drop dataset.augmentation or set "
+        "dataset.device_cache='off' (or 'auto', which picks the host path).")
+  if config.transfer.feature_extraction:
+    raise ConfigError(
+        "dataset.device_cache='on' does not apply to transfer.feature_extraction "
+        "(the head trains on cached features, not images); set "
+        "dataset.device_cache='off' or 'auto'.")
 
 
 def parse_vary(text: str) -> dict[str, list[float]]:

@@ -40,6 +40,9 @@ RESUMABLE_KEYS = (
     "training.checkpoint_every_epochs", "training.keep_checkpoints",
     "training.keep_best", "training.best_metric", "training.progress_bar",
     "training.log_every_steps", "training.test_time_flip", "inference",
+    # Where the batches are gathered and how many steps a call runs: the same
+    # batches in the same order, the same parameters (tests/test_train_device.py).
+    "dataset.device_cache", "training.steps_per_call",
 )
 
 
