@@ -146,6 +146,7 @@ RANGE_CASES = [
     ("training.label_smoothing", 0.0, -0.1, "in [0, 1)"),
     ("training.label_smoothing", 0.9, 1.0, "in [0, 1)"),
     ("training.population", 1, 0, ">= 1"),
+    ("training.steps_per_call", 0, -1, ">= 0 (0 = auto)"),
     ("inference.num_samples", 1, 0, ">= 1"),
     ("inference.batch_size", 1, 0, ">= 1"),
 ]
