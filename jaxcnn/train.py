@@ -402,7 +402,9 @@ def _feed_args(feed: device_lib.Feed | None, data) -> dict[str, Any]:
   if feed is not None and feed.stacked:
     args["stacked"] = True
   if feed is not None and feed.device:
-    train_set = device_lib.DeviceTrainSet(data)
+    # --debug_nans runs the step on one device (pmap=False): the data goes there.
+    train_set = device_lib.DeviceTrainSet(
+        data, jax.local_devices()[:1] if jax.config.jax_debug_nans else None)
     args.update(gather=train_set.gather, arrays=train_set.arrays)
   return args
 

@@ -113,10 +113,16 @@ def test_gathered_batches_are_the_tf_data_batches(digits_dir, num_devices,
   assert not np.array_equal(data.train_indices(0), data.train_indices(1))
 
 
-@pytest.mark.parametrize("num_devices", [4, 1])
-@pytest.mark.parametrize("model_name", ["cnn_small_bn", "mlp_dropout"])
-def test_gathered_k_step_calls_equal_one_step_calls(digits_dir, num_devices, model_name):
-  """parallel.make_train_step: gather and scan against host batches, step by step."""
+@pytest.mark.parametrize("model_name,num_devices,pmap", [
+    ("cnn_small_bn", 4, True), ("cnn_small_bn", 1, True), ("mlp_dropout", 4, True),
+    ("mlp_dropout", 1, True), ("cnn_small_bn", 4, False)])
+def test_gathered_k_step_calls_equal_one_step_calls(digits_dir, model_name, num_devices,
+                                                    pmap):
+  """parallel.make_train_step: gather and scan against host batches, step by step.
+
+  ``pmap=False`` (``--debug_nans``) runs the 4-device batches on one device,
+  the training part held on that device (as ``train._feed_args`` does).
+  """
   data = data_lib.create(tiny_config(digits_dir).dataset, global_batch_size=16, seed=0,
                          num_local_devices=num_devices)
   config = config_lib.defaults()
@@ -127,11 +133,12 @@ def test_gathered_k_step_calls_equal_one_step_calls(digits_dir, num_devices, mod
   tx = optim.create({"name": "adam", "learning_rate": 3e-3}, {"name": "constant"},
                     steps_per_epoch=8, num_epochs=1)
   start = state_lib.create(config, model, tx, shape)
-  devices = jax.local_devices()[:num_devices]
+  devices = jax.local_devices()[:num_devices if pmap else 1]
   train_set = device_lib.DeviceTrainSet(data, devices)
   plain = parallel.make_train_step(train_model, tx, donate_state=False)
   gathered = parallel.make_train_step(train_model, tx, donate_state=False, stacked=True,
-                                      gather=train_set.gather, arrays=train_set.arrays)
+                                      pmap=pmap, gather=train_set.gather,
+                                      arrays=train_set.arrays)
   batches = list(data.train_epoch(0))
   rows = data.train_indices(0)
   a, b = start, start
