@@ -22,11 +22,12 @@ call"):
   process, the training part is cached (``dataset.cache``) and unaugmented,
   the images are not feature-extraction features, and the uint8 training
   part takes at most :data:`DEVICE_MEMORY_FRACTION` of one device's memory.
-  On XLA:CPU it is off: there the "device" is the host, and the gather inside
-  the step was measured no faster than tf.data's.
-* ``steps_per_call`` is 1 on XLA:CPU (a scan over CNN steps runs slower per
-  step there) and :data:`ACCELERATOR_STEPS_PER_CALL` on GPU and TPU, where a
-  step of these small models costs less than its dispatch.
+  On XLA:CPU it is off, so that the default CPU run keeps its programs: there
+  the "device" is the host, and the gain measured was small; 'on' takes it.
+* ``steps_per_call`` is 1 on XLA:CPU (a scan over CNN steps ran several times
+  slower per step there) and :data:`ACCELERATOR_STEPS_PER_CALL` on GPU and TPU, where a
+  step of these small models costs less than its dispatch (not yet measured
+  there: the GPU figures are pending).
 
 Augmentation on the device is not wired yet: 'on' refuses an augmented
 config (``config.validate``), and 'auto' keeps such runs on tf.data. A
@@ -51,7 +52,8 @@ from jaxcnn import parallel
 # at most this fraction of the device's memory: the rest is for the model,
 # its activations and XLA's buffers.
 DEVICE_MEMORY_FRACTION = 0.25
-# Steps per compiled call that 'auto' picks on GPU and TPU.
+# Steps per compiled call that 'auto' picks on GPU and TPU: enough to make
+# the per-call dispatch small against the steps; not yet measured on a GPU.
 ACCELERATOR_STEPS_PER_CALL = 16
 
 
