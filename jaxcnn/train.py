@@ -310,6 +310,12 @@ def _print_start(setup: Setup, state: TrainState) -> None:
         f"validation / {info.num_test} test, {data.steps_per_epoch} steps of "
         f"{config.training.batch_size} per epoch on {jax.device_count()} "
         f"device(s) ({jax.devices()[0].platform}).")
+  feed = setup.feed
+  if feed is not None and (feed.device or feed.stacked):
+    print("Feed: " + ", ".join(
+        (["the training part on the device(s), batches gathered in the step"]
+         if feed.device else []) +
+        ([f"{feed.steps_per_call} steps per call"] if feed.stacked else [])) + ".")
   if setup.members:
     print(f"Population: {len(setup.members)} members in one program "
           f"({config_lib.population_mode(config, jax.default_backend())} mode), "

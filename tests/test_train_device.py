@@ -162,13 +162,17 @@ def test_gathered_k_step_calls_equal_one_step_calls(digits_dir, model_name, num_
 @pytest.mark.parametrize("device_cache,steps_per_call", [
     ("on", 0), ("off", 3), ("on", 3), ("on", 8)])
 def test_loop_trains_as_the_plain_path(digits_dir, tmp_path, plain_run, device_cache,
-                                       steps_per_call):
+                                       steps_per_call, capsys):
   """The whole loop (4 devices): the same parameters, history and test scores."""
   config = tiny_config(digits_dir, device_cache, steps_per_call)
   setup = train.build(config, str(tmp_path))
   assert setup.feed == device_lib.Feed(device=device_cache == "on",
                                        steps_per_call=steps_per_call or 1)
   assert_same_training(train.train_and_evaluate(config, str(tmp_path)), plain_run)
+  feed_line = [l for l in capsys.readouterr().out.splitlines() if l.startswith("Feed: ")]
+  assert bool(feed_line) == (setup.feed != device_lib.Feed())
+  if steps_per_call > 1:
+    assert f"{steps_per_call} steps per call" in feed_line[0]
 
 
 def test_population_with_device_data_and_k_steps(digits_dir, tmp_path):
