@@ -33,6 +33,12 @@ missing are skipped with the reason in the JSON. Where TensorFlow is missing,
 jaxcnn's data comes from a numpy feeder with its pipeline's order and
 normalization (``--jaxcnn-feeder``; the JSON names the one used).
 
+``--feeds device,k8,device_k8`` adds end-to-end rows of jaxcnn fed as
+``train.py`` feeds with ``dataset.device_cache='on'`` (``device``: the
+training part on the device, each batch gathered inside the step) and/or
+``training.steps_per_call=K`` (``kK``), timed in the same rounds as the plain
+e2e, with per-round ratios against it (``jaxcnn:e2e_device/e2e``).
+
 ``--jaxcnn-variant NAME:VAR=VALUE[;VAR=VALUE]`` adds another jaxcnn worker
 started with those environment variables (XLA_FLAGS and PYTHONPATH are
 prepended to the current ones), timed in the same rounds: the way to measure
@@ -204,6 +210,16 @@ def _summary(values: list[float]) -> dict[str, Any]:
           "rounds": values}
 
 
+def item_name(item: str) -> str:
+  """The words of an item, e.g. 'end to end, device data, 8 steps/call'."""
+  if item in ITEM_NAMES:
+    return ITEM_NAMES[item]
+  words = [ITEM_NAMES["e2e"]]
+  for part in item.split("_")[1:]:
+    words.append("device data" if part == "device" else f"{part[1:]} steps/call")
+  return ", ".join(words)
+
+
 def bench_model(name: str, frameworks: list[str], args, platform: str,
                 log_dir: str, variants: dict[str, dict[str, str]] | None = None,
                 variant_args: dict[str, list[str]] | None = None) -> dict[str, Any]:
@@ -225,6 +241,8 @@ def bench_model(name: str, frameworks: list[str], args, platform: str,
   precisions = getattr(args, "precision", "float32").split(",")
   if precisions[0] != "float32":
     jaxcnn_args += ["--precision", precisions[0]]
+  feeds = [f for f in getattr(args, "feeds", "").split(",") if f]
+  main_items = ITEMS["jaxcnn"] + tuple(f"e2e_{f}" for f in feeds)
   examples_path = os.path.join(log_dir, f"{name}-train.npz")
   result: dict[str, Any] = {
       "workload": {**workload.__dict__, "image_shape": list(workload.image_shape)},
@@ -234,7 +252,8 @@ def bench_model(name: str, frameworks: list[str], args, platform: str,
   try:
     print(f"[{name}] starting jaxcnn ({steps} steps of {batch} per round)", flush=True)
     try:
-      workers["jaxcnn"] = Worker("jaxcnn", jaxcnn_args + ["--save-examples", examples_path],
+      workers["jaxcnn"] = Worker("jaxcnn", jaxcnn_args + ["--save-examples", examples_path]
+                                 + (["--feeds", ",".join(feeds)] if feeds else []),
                                  os.path.join(log_dir, f"{name}-jaxcnn.log"))
     except WorkerError as e:
       result["errors"]["jaxcnn"] = str(e)
@@ -264,7 +283,8 @@ def bench_model(name: str, frameworks: list[str], args, platform: str,
     for r in range(args.rounds):
       rotated = order[r % len(order):] + order[:r % len(order)]
       for fw in rotated:
-        items = VARIANT_ITEMS if fw in variants else ITEMS.get(fw, ("e2e",))
+        items = (VARIANT_ITEMS if fw in variants else
+                 main_items if fw == "jaxcnn" else ITEMS.get(fw, ("e2e",)))
         for item in items:
           out = workers[fw].run(item)
           value = out["gflops"] if item == "matmul" else out["images"] / out["seconds"]
@@ -288,6 +308,9 @@ def bench_model(name: str, frameworks: list[str], args, platform: str,
       if other != mine and not (other.startswith("jaxcnn[") and mine == "jaxcnn"):
         per_round = [a / b for a, b in zip(samples[(mine, "e2e")], samples[(other, "e2e")])]
         result["ratios"][f"{mine}/{other}"] = _summary(per_round)
+  for item in main_items[len(ITEMS["jaxcnn"]):]:
+    per_round = [a / b for a, b in zip(samples[("jaxcnn", item)], samples[("jaxcnn", "e2e")])]
+    result["ratios"][f"jaxcnn:{item}/e2e"] = _summary(per_round)
   return result
 
 
@@ -318,7 +341,7 @@ def format_table(results: dict[str, Any]) -> str:
       s = row["images_per_second"]
       frac = row.get("fraction_of_peak")
       lines.append(
-          f"| {name} | {row['framework']} | {ITEM_NAMES[row['item']]} | "
+          f"| {name} | {row['framework']} | {item_name(row['item'])} | "
           f"{s['median']:,.0f} | {s['min']:,.0f}-{s['max']:,.0f} | "
           f"{m['flops_per_image'] / 1e6:.1f} | "
           f"{'' if frac is None else f'{100 * frac:.1f}%'} |")
@@ -365,6 +388,10 @@ def main(argv=None) -> dict[str, Any]:
                       help="comma-separated training.precision values (float32, "
                       "bfloat16, float16): the first is the jaxcnn worker's, each "
                       "other one a jaxcnn[<precision>] worker timed in the same rounds")
+  parser.add_argument("--feeds", default="",
+                      help="extra jaxcnn e2e rows, comma-separated: 'device' (training "
+                      "data on the device), 'kK' (K steps per compiled call), "
+                      "'device_kK'; e.g. device,k8,device_k8")
   parser.add_argument("--log-dir", default="", help="worker logs (default: a temp dir)")
   parser.add_argument("--out", default="", help="write the results as JSON here")
   args = parser.parse_args(argv)

@@ -20,6 +20,11 @@ Items:
                      runs them
            pipeline  the same epoch of host batches, with no training
            step      ``steps`` train steps on one batch already on the device
+           e2e_FEED  as e2e, fed as ``train.py`` feeds with another
+                     ``jaxcnn.data.device.Feed`` (``--feeds``): FEED is
+                     ``device`` (the training part on the device, gathered
+                     in the step), ``kK`` (K steps per compiled call) or
+                     ``device_kK``
            matmul    GFLOP/s of a large float32 matrix product (the machine's
                      peak, best of 5)
   keras    e2e       ``model.fit(x, y, batch_size, epochs=1, shuffle=True)``
@@ -132,7 +137,7 @@ class JaxcnnWorker:
 
   def __init__(self, workload: wl.Workload, steps: int, batch_size: int,
                mirror_dir: str, tfds_data_dir: str, feeder: str = "auto",
-               precision: str = "float32"):
+               precision: str = "float32", feeds: tuple[str, ...] = ()):
     import jax  # pylint: disable=g-import-not-at-top
     from jaxcnn import config as config_lib  # pylint: disable=g-import-not-at-top
     from jaxcnn import models  # pylint: disable=g-import-not-at-top
@@ -203,11 +208,15 @@ class JaxcnnWorker:
         project_fn=lambda p: optim.constraints.project(p, rules),
         label_smoothing=config.training.label_smoothing)
     self.train_step = parallel.make_train_step(train_model, tx, **step_kwargs)
+    self._feeds = {f"e2e_{name}": self._feed_step(name, train_model, tx, step_kwargs)
+                   for name in feeds}
 
     # Warm-up: compiles the step and fills the pipeline's cache.
     self._device_batch = None
     self.run("e2e")
     self.run("step")
+    for item in self._feeds:
+      self.run(item)
     summary = models.summary(model, image_shape)
     self.info = {
         "framework": "jaxcnn", "platform": self.platform,
@@ -220,6 +229,25 @@ class JaxcnnWorker:
         "layers": [specs.to_config(s) for s in model.layers],
         "image_shape": list(image_shape), "output_units": self._output_units(model, image_shape),
     }
+
+  def _feed_step(self, name: str, train_model, tx, step_kwargs):
+    """(Feed, step) of a ``--feeds`` name: 'device', 'kK' or 'device_kK'."""
+    from jaxcnn.data import device as device_lib  # pylint: disable=g-import-not-at-top
+    parts = name.split("_")
+    on_device = parts[0] == "device"
+    rest = parts[1:] if on_device else parts
+    if (len(rest) > 1 or (rest and not (rest[0][:1] == "k" and rest[0][1:].isdigit()))
+        or not (on_device or rest)):
+      raise ValueError(f"--feeds: {name!r} is not device, kK or device_kK.")
+    k = int(rest[0][1:]) if rest else 1
+    if isinstance(self.data, NumpyFeeder):
+      raise RuntimeError("--feeds needs jaxcnn.data (tf.data), not the numpy feeder.")
+    feed = device_lib.Feed(device=on_device, steps_per_call=k)
+    extra = {"stacked": True} if feed.stacked else {}
+    if on_device:
+      train_set = device_lib.DeviceTrainSet(self.data)
+      extra.update(gather=train_set.gather, arrays=train_set.arrays)
+    return feed, self._parallel.make_train_step(train_model, tx, **step_kwargs, **extra)
 
   @staticmethod
   def _init_state(config, model, tx, image_shape, optim):
@@ -278,8 +306,8 @@ class JaxcnnWorker:
     if not pending:
       return
     for m in self._jax.device_get(pending):
-      if not math.isfinite(float(m["loss"])):
-        raise FloatingPointError(f"non-finite loss {float(m['loss'])} in the benchmark")
+      if not np.all(np.isfinite(m["loss"])):
+        raise FloatingPointError(f"non-finite loss {m['loss']} in the benchmark")
     pending.clear()
 
   def run(self, item: str) -> dict[str, Any]:
@@ -287,12 +315,24 @@ class JaxcnnWorker:
     jax = self._jax
     if item == "matmul":
       return {"gflops": _matmul_gflops(self.platform)}
-    if item not in ("e2e", "pipeline", "step"):
-      raise ValueError(f"Unknown jaxcnn item {item!r}; valid: e2e, pipeline, step, matmul.")
+    if item not in ("e2e", "pipeline", "step", *self._feeds):
+      raise ValueError(f"Unknown jaxcnn item {item!r}; valid: e2e, pipeline, step, "
+                       f"matmul, {', '.join(self._feeds) or '(no --feeds)'}.")
     self._epoch += 1
     start = time.perf_counter()
     n = 0
-    if item == "e2e":
+    if item in self._feeds:
+      from jaxcnn.data import device as device_lib  # pylint: disable=g-import-not-at-top
+      feed, step = self._feeds[item]
+      pending = []
+      for count, inputs in device_lib.calls(self.data, self._epoch, 0, feed):
+        self.state, metrics = step(self.state, inputs)
+        pending.append(metrics)
+        if (n + count) // self.refresh_every > n // self.refresh_every:
+          self._flush(pending)  # as train.py: at the calls that cross a refresh point
+        n += count
+      self._flush(pending)
+    elif item == "e2e":
       pending = []
       for batch in self.data.train_epoch(self._epoch):
         self.state, metrics = self.train_step(self.state, batch)
@@ -343,6 +383,8 @@ def main(argv=None) -> int:
   parser.add_argument("--precision", default="float32",
                       choices=("float32", "bfloat16", "float16"),
                       help="jaxcnn: training.precision")
+  parser.add_argument("--feeds", default="",
+                      help="jaxcnn: comma-separated extra e2e feeds (device, kK, device_kK)")
   parser.add_argument("--save-examples", default="",
                       help="jaxcnn: write the normalized training part here (.npz)")
   args = parser.parse_args(argv)
@@ -350,7 +392,8 @@ def main(argv=None) -> int:
     workload = wl.get(args.model)
     if args.framework == "jaxcnn":
       worker = JaxcnnWorker(workload, args.steps, args.batch_size, args.data_dir,
-                            args.tfds_data_dir, args.feeder, args.precision)
+                            args.tfds_data_dir, args.feeder, args.precision,
+                            tuple(f for f in args.feeds.split(",") if f))
       if args.save_examples:
         worker.save_examples(args.save_examples)
     else:

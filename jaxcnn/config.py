@@ -63,6 +63,10 @@ POPULATION_MODES = ("auto", "vmap", "loop")
 # Parameters, optimizer state, BatchNorm statistics, softmax and the loss stay
 # float32 in all three; 'float16' adds dynamic loss scaling.
 PRECISIONS = ("float32", "bfloat16", "float16")
+# ``dataset.device_cache``: 'on' keeps the training part on every device and
+# gathers each batch inside the compiled step, 'off' feeds host batches from
+# tf.data, 'auto' decides by backend, size and features (jaxcnn.data.device).
+DEVICE_CACHE_MODES = ("auto", "on", "off")
 
 # Keys population.vary may name: they change values, never the shapes of
 # the parameters, the data or the program's inputs. Under 'loop' each member
@@ -105,6 +109,10 @@ def defaults() -> ml_collections.ConfigDict:
   c.dataset.num_test_examples = 0
   c.dataset.shuffle_buffer = 60_000
   c.dataset.cache = True
+  # 'auto' | 'on' | 'off': the training part on the accelerator as uint8, each
+  # step's batch gathered and normalized inside the compiled step
+  # (DEVICE_CACHE_MODES; jaxcnn.data.device says when 'auto' turns it on).
+  c.dataset.device_cache = "auto"
   c.dataset.augmentation = ml_collections.ConfigDict()
 
   c.model = ml_collections.ConfigDict()
@@ -160,6 +168,10 @@ def defaults() -> ml_collections.ConfigDict:
   # with non-finite gradients (skipped) and doubles after this many finite ones.
   c.training.initial_loss_scale = 65536.0
   c.training.loss_scale_period = 2000
+  # Train steps per compiled call (lax.scan over stacked batches); 0 = auto
+  # (jaxcnn.data.device.steps_per_call says the rule). Logging, evaluation,
+  # checkpoints and SIGTERM act between calls.
+  c.training.steps_per_call = 0
 
   c.population = ml_collections.ConfigDict()
   # What differs between the members: '' gives member i the seed seed + i
@@ -308,6 +320,7 @@ RANGES = (
     Range("training.population", 1),
     Range("training.initial_loss_scale", 1),
     Range("training.loss_scale_period", 1),
+    Range("training.steps_per_call", 0, note="0 = auto"),
     Range("inference.num_samples", 1),
     Range("inference.batch_size", 1),
     Range("lr_find.steps", 2),
@@ -389,6 +402,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         f"'dataset.validation_from' must be one of {', '.join(VALIDATION_FROM)}; "
         f"got {d.validation_from!r}.")
   _check_image_size(d.image_size)
+  _check_device_cache(config)
   _validate_population(config)
   _check_lr_find(config.lr_find)
   return config
@@ -409,6 +423,36 @@ def _check_lr_find(lr: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"'lr_find.stop_factor' must be > 1 (the sweep stops once "
                       f"the smoothed loss exceeds stop_factor x its best); got "
                       f"{lr.stop_factor!r}.")
+
+
+def _check_device_cache(config: ml_collections.ConfigDict) -> None:
+  """``dataset.device_cache``: a valid mode, and 'on' only where it can run.
+
+  The checks that need the data (its size against device memory) or the
+  runtime (processes) are ``jaxcnn.data.device.resolve``'s.
+  """
+  d = config.dataset
+  if d.device_cache not in DEVICE_CACHE_MODES:
+    raise ConfigError(
+        f"'dataset.device_cache' must be one of {', '.join(DEVICE_CACHE_MODES)}; "
+        f"got {d.device_cache!r}.")
+  if d.device_cache != "on":
+    return
+  if not d.cache:
+    raise ConfigError(
+        "dataset.device_cache='on' needs dataset.cache=True (the device copy is "
+        "made from the decoded examples held in memory); set dataset.cache=True "
+        "or dataset.device_cache='off'.")
+  if d.augmentation:
+    raise ConfigError(
+        "dataset.device_cache='on' cannot augment yet (augmentation runs in "
+        "tf.data on the host); drop dataset.augmentation or set "
+        "dataset.device_cache='off' (or 'auto', which picks the host path).")
+  if config.transfer.feature_extraction:
+    raise ConfigError(
+        "dataset.device_cache='on' does not apply to transfer.feature_extraction "
+        "(the head trains on cached features, not images); set "
+        "dataset.device_cache='off' or 'auto'.")
 
 
 def parse_vary(text: str) -> dict[str, list[float]]:

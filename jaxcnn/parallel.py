@@ -212,6 +212,9 @@ def make_train_step(
     label_smoothing: float = 0.0,
     pmap: bool = True,
     donate_state: bool = True,
+    stacked: bool = False,
+    gather: Callable[[Any, jax.Array], Batch] | None = None,
+    arrays: Any = None,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
   """Builds the compiled data-parallel train step.
 
@@ -229,6 +232,17 @@ def make_train_step(
       saves a copy of every parameter per step). The state passed in is then
       deleted: always continue from the returned one, and pass False when
       other live pytrees share its arrays. Single-process runs only.
+    stacked: the batch has a leading steps axis ``[K, devices, ...]``: one
+      call runs the K steps in order (``lax.scan``) and every metric gains
+      a leading ``[K]`` axis. K is read from the batch (a shorter last call
+      compiles once more).
+    gather: device-resident data: ``step(state, index)`` takes int32 rows
+      ``[devices, per_device]`` (``[K, devices, per_device]`` when stacked)
+      in place of the batch, and ``gather(arrays, rows) -> batch`` builds
+      each device's batch inside the program.
+    arrays: with ``gather``, the training data it reads: a pytree already
+      replicated on the devices (``jaxcnn.data.device.DeviceTrainSet``),
+      passed to every call, never copied from the host again.
 
   Returns:
     ``step(state, batch) -> (state, metrics)`` where ``batch['image']`` is
@@ -241,14 +255,51 @@ def make_train_step(
 
   per_device_step = _per_device_step(model, tx, penalty_fn, project_fn,
                                      label_smoothing)
+  per_device_step, batch_axis, consts = _many_steps(per_device_step, 0, stacked, gather)
 
   # Several processes: the replicated state is resharded into global arrays
   # on the way in, and donating it there deleted buffers still in use
   # (measured: tests/test_multihost.py); donation is a single-process speedup.
   donate = (0,) if donate_state and jax.process_count() == 1 else ()
   if not pmap:
-    return _single_device(per_device_step, donate)
-  return _data_parallel(per_device_step, donate)
+    return _bound(_single_device(per_device_step, donate, batch_axis, consts), arrays, consts)
+  return _bound(_data_parallel(per_device_step, donate, batch_axis, consts), arrays, consts)
+
+
+def _bound(step, arrays, consts: int):
+  """``step(state, rows)`` calling ``step(state, rows, arrays)``; ``step`` without consts."""
+  if not consts:
+    return step
+
+  def call(state, rows):
+    return step(state, rows, arrays)
+  call.lower = lambda state, rows: step.lower(state, rows, arrays)
+  return call
+
+
+def _many_steps(per_device_fn, batch_axis: int, stacked: bool, gather):
+  """Wraps a per-device step for device-resident data and/or K steps a call.
+
+  Returns ``(fn, batch_axis, consts)``: the per-device function, the device
+  axis of what replaces the batch, and the number of replicated arguments
+  after it. Neither option set returns ``per_device_fn`` itself (the same
+  program as before).
+  """
+  fn, consts = per_device_fn, 0
+  if gather is not None:
+    consts = 1
+
+    def fn(state, index, arrays):
+      # Augmentation of the gathered batch would go inside gather (on the
+      # uint8-to-float images, before normalization), as in tf.data.
+      return per_device_fn(state, gather(arrays, index))
+  if stacked:
+    one = fn
+
+    def fn(state, batches, *rest):
+      return jax.lax.scan(lambda s, b: one(s, b, *rest), state, batches)
+    batch_axis += 1
+  return fn, batch_axis, consts
 
 
 def make_population_step(
@@ -259,6 +310,9 @@ def make_population_step(
     penalty_with: Callable[[Any, Mapping[str, jax.Array]], jax.Array] | None = None,
     pmap: bool = True,
     donate_state: bool = True,
+    stacked: bool = False,
+    gather: Callable[[Any, jax.Array], Batch] | None = None,
+    arrays: Any = None,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
   """Builds one compiled step that updates every member of a population.
 
@@ -283,6 +337,10 @@ def make_population_step(
       member 0's ``penalty_fn`` (per-member l1/l2 as traced values).
     pmap: False runs on one device under jit (``--debug_nans``).
     donate_state: as in :func:`make_train_step`.
+    stacked: as in :func:`make_train_step`: batches ``[K, members, devices,
+      ...]``, metrics ``[K, members]``.
+    gather, arrays: as in :func:`make_train_step`; the rows are
+      ``[members, devices, per_device]`` (each member its own order).
 
   Returns:
     ``step(state, batch) -> (state, metrics)``.
@@ -313,10 +371,11 @@ def make_population_step(
             for i, step in enumerate(steps)]
     return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
 
+  fn, batch_axis, consts = _many_steps(per_device_population, 1, stacked, gather)
   donate = (0,) if donate_state and jax.process_count() == 1 else ()
   if not pmap:
-    return _single_device(per_device_population, donate, batch_axis=1)
-  return _data_parallel(per_device_population, donate, batch_axis=1)
+    return _bound(_single_device(fn, donate, batch_axis, consts), arrays, consts)
+  return _bound(_data_parallel(fn, donate, batch_axis, consts), arrays, consts)
 
 
 def _per_device_step(model, tx, penalty_fn, project_fn, label_smoothing):
@@ -467,7 +526,7 @@ def make_eval_step(model: flax.linen.Module, *, pmap: bool = True,
   return _data_parallel(per_device_eval)
 
 
-def _data_parallel(per_device_fn, donate_argnums=(), batch_axis=0):
+def _data_parallel(per_device_fn, donate_argnums=(), batch_axis=0, consts=0):
   """``jax.pmap(per_device_fn, in_axes=(None, 0), out_axes=None)``, called cheaply.
 
   JAX (0.10) implements ``pmap`` as ``jit`` of ``shard_map`` over a mesh of
@@ -480,16 +539,18 @@ def _data_parallel(per_device_fn, donate_argnums=(), batch_axis=0):
   into global arrays.
 
   ``batch_axis`` is the batch's device axis (1 for a population's
-  ``[members, devices, ...]`` batches).
+  ``[members, devices, ...]`` batches). ``consts`` more arguments follow the
+  batch, replicated like the state (device-resident training data).
   """
   if jax.process_count() > 1:
-    return jax.pmap(per_device_fn, axis_name=AXIS, in_axes=(None, batch_axis),
+    return jax.pmap(per_device_fn, axis_name=AXIS,
+                    in_axes=(None, batch_axis) + (None,) * consts,
                     out_axes=None, donate_argnums=donate_argnums)
 
-  def per_shard(state, batch):
+  def per_shard(state, batch, *rest):
     # Each device's block keeps the mapped axis (size 1); pmap drops it.
     return per_device_fn(state, jax.tree.map(
-        lambda x: jnp.squeeze(x, batch_axis), batch))
+        lambda x: jnp.squeeze(x, batch_axis), batch), *rest)
 
   @functools.cache
   def compiled_for(num_devices: int):
@@ -503,32 +564,35 @@ def _data_parallel(per_device_fn, donate_argnums=(), batch_axis=0):
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     split = jax.sharding.NamedSharding(
         mesh, jax.sharding.PartitionSpec(*(None,) * batch_axis, AXIS))
-    program = jax.shard_map(per_shard, mesh=mesh, in_specs=(replicated.spec, split.spec),
-                            out_specs=replicated.spec, check_vma=False)
-    return jax.jit(program, in_shardings=(replicated, split), out_shardings=replicated,
-                   donate_argnums=donate_argnums)
+    program = jax.shard_map(
+        per_shard, mesh=mesh,
+        in_specs=(replicated.spec, split.spec) + (replicated.spec,) * consts,
+        out_specs=replicated.spec, check_vma=False)
+    return jax.jit(program, in_shardings=(replicated, split) + (replicated,) * consts,
+                   out_shardings=replicated, donate_argnums=donate_argnums)
 
   def for_batch(batch):
     return compiled_for(jax.tree.leaves(batch)[0].shape[batch_axis])
 
-  def call(state, batch):
-    return for_batch(batch)(state, batch)
+  def call(state, batch, *rest):
+    return for_batch(batch)(state, batch, *rest)
 
-  call.lower = lambda state, batch: for_batch(batch).lower(state, batch)
+  call.lower = lambda state, batch, *rest: for_batch(batch).lower(state, batch, *rest)
   return call
 
 
-def _single_device(per_device_fn, donate_argnums=(), batch_axis=0):
+def _single_device(per_device_fn, donate_argnums=(), batch_axis=0, consts=0):
   """Runs a per-device function on one device over the flattened batch."""
   a = batch_axis
 
   @functools.partial(jax.jit, donate_argnums=donate_argnums)
-  def step(state, batch):
+  def step(state, batch, *rest):
     flat = jax.tree.map(lambda x: x.reshape(x.shape[:a] + (1, -1) + x.shape[a + 2:]),
                         batch)
     # out_axes=0, then the one member: reductions over a one-member axis are
     # skipped (jaxcnn.collectives), so outputs may still carry the axis.
-    fn = jax.vmap(per_device_fn, in_axes=(None, a), out_axes=0, axis_name=AXIS)
-    return jax.tree.map(lambda x: x[0], fn(state, flat))
+    fn = jax.vmap(per_device_fn, in_axes=(None, a) + (None,) * consts, out_axes=0,
+                  axis_name=AXIS)
+    return jax.tree.map(lambda x: x[0], fn(state, flat, *rest))
 
   return step

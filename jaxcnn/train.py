@@ -44,6 +44,7 @@ from jaxcnn import precise_bn
 from jaxcnn import precision
 from jaxcnn import state as state_lib
 from jaxcnn import workdir as workdir_lib
+from jaxcnn.data import device as device_lib
 from jaxcnn.state import TrainState
 
 # Host fetches of metrics (for the progress bar and the NaN check) happen every
@@ -106,6 +107,8 @@ class Setup:
     traced_rules: a 'vmap' population varying l1/l2: the rules with every
       globally regularized path active, and those paths (their l1/l2 are
       each member's, fed to the step; ``optim.regularizers.penalty_with``).
+    feed: where the step's batches come from and how many steps a call
+      runs (``data.device.plan``); None: planned when :func:`fit` starts.
   """
   config: ml_collections.ConfigDict
   workdir: str
@@ -118,6 +121,7 @@ class Setup:
   test_time_flip: bool = False
   members: tuple[Member, ...] = ()
   traced_rules: tuple[dict, frozenset] | None = None
+  feed: device_lib.Feed | None = None
 
 
 @dataclasses.dataclass
@@ -167,7 +171,8 @@ def build(config: ml_collections.ConfigDict, workdir: str) -> Setup:
       train_model=models.create(config.model, num_classes=info.num_classes,
                                 axis_name=parallel.AXIS, dtype=dtype),
       tx=state_lib.optimizer(config, data.steps_per_epoch), meta=meta,
-      test_time_flip=config.training.test_time_flip, members=members)
+      test_time_flip=config.training.test_time_flip, members=members,
+      feed=device_lib.plan(config, data))
 
 
 # Of the memory available, what a population's train step may plan to use:
@@ -340,6 +345,12 @@ def _print_start(setup: Setup, state: TrainState) -> None:
         f"validation / {info.num_test} test, {data.steps_per_epoch} steps of "
         f"{config.training.batch_size} per epoch on {jax.device_count()} "
         f"device(s) ({jax.devices()[0].platform}).")
+  feed = setup.feed
+  if feed is not None and (feed.device or feed.stacked):
+    print("Feed: " + ", ".join(
+        (["the training part on the device(s), batches gathered in the step"]
+         if feed.device else []) +
+        ([f"{feed.steps_per_call} steps per call"] if feed.stacked else [])) + ".")
   if setup.members:
     print(f"Population: {len(setup.members)} members in one program "
           f"({config_lib.population_mode(config, jax.default_backend())} mode), "
@@ -398,6 +409,8 @@ def fit(setup: Setup, state: TrainState, progress: Progress,
     ``(state, history)`` as :func:`train_and_evaluate`.
   """
   config = setup.config
+  if setup.feed is None:
+    setup = dataclasses.replace(setup, feed=device_lib.plan(config, setup.data))
   train_step = _make_train_step(setup)
   eval_step = parallel.make_eval_step(
       setup.model, pmap=not jax.config.jax_debug_nans,
@@ -459,16 +472,34 @@ def _step_args(config, train_model, tx, rules) -> dict[str, Any]:
           "label_smoothing": config.training.label_smoothing}
 
 
+def _feed_args(feed: device_lib.Feed | None, data) -> dict[str, Any]:
+  """The step's ``stacked``/``gather``/``arrays`` arguments; none for the plain feed.
+
+  The device path uploads the training part here, once per :func:`fit`.
+  """
+  args = {}
+  if feed is not None and feed.stacked:
+    args["stacked"] = True
+  if feed is not None and feed.device:
+    # --debug_nans runs the step on one device (pmap=False): the data goes there.
+    train_set = device_lib.DeviceTrainSet(
+        data, jax.local_devices()[:1] if jax.config.jax_debug_nans else None)
+    args.update(gather=train_set.gather, arrays=train_set.arrays)
+  return args
+
+
 def _make_train_step(setup: Setup):
   """The compiled train step: a single run's, or the population's."""
   pmap = not jax.config.jax_debug_nans
+  feed = _feed_args(setup.feed, setup.data)
   if not setup.members:
     return parallel.make_train_step(
-        **_step_args(setup.config, setup.train_model, setup.tx, setup.rules), pmap=pmap)
+        **_step_args(setup.config, setup.train_model, setup.tx, setup.rules), pmap=pmap,
+        **feed)
   mode = config_lib.population_mode(setup.config, jax.default_backend())
   members = [_step_args(m.config, m.train_model, m.tx, m.rules) for m in setup.members]
   if mode == "loop":
-    return parallel.make_population_step(members, mode=mode, pmap=pmap)
+    return parallel.make_population_step(members, mode=mode, pmap=pmap, **feed)
   vary = config_lib.parse_vary(setup.config.population.vary)
   hparams, penalty_with = {}, None
   if "training.label_smoothing" in vary:
@@ -482,7 +513,7 @@ def _make_train_step(setup: Setup):
     penalty_with = lambda p, hp: optim.regularizers.penalty_with(
         p, rules, traced, hp["l1"], hp["l2"])
   return parallel.make_population_step(members, mode=mode, hparams=hparams,
-                                       penalty_with=penalty_with, pmap=pmap)
+                                       penalty_with=penalty_with, pmap=pmap, **feed)
 
 
 def _epoch(setup, state, progress, train_step, eval_step, writer, signals, ckpt):
@@ -718,15 +749,18 @@ def _train_epoch(setup, train_step, state, progress, writer, signals, ckpt):
                   disable=not (config.training.progress_bar and is_main_process()),
                   dynamic_ncols=True, leave=True)
   step = _step(state)
+  feed = setup.feed or device_lib.Feed()
   t0 = time.perf_counter()
   images = 0
   try:
-    for batch in setup.data.train_epoch(epoch, start_step=start_step):
-      state, metrics = train_step(state, batch)
-      step += 1
-      images += config.training.batch_size * max(len(setup.members), 1)
-      acc.add(step, metrics)
-      at_refresh = step % REFRESH_EVERY_STEPS == 0
+    # One compiled call runs `n` steps (training.steps_per_call); everything
+    # below acts between calls.
+    for n, inputs in device_lib.calls(setup.data, epoch, start_step, feed):
+      state, metrics = train_step(state, inputs)
+      step += n
+      images += n * config.training.batch_size * max(len(setup.members), 1)
+      acc.add(step, metrics, n if feed.stacked else 0)
+      at_refresh = step // REFRESH_EVERY_STEPS > (step - n) // REFRESH_EVERY_STEPS
       if at_refresh or (signals.raised and jax.process_count() == 1):
         _refresh(acc, bar, writer, config, step, epoch * steps)
         ckpt.check()  # A save that failed in the background stops the run now.
@@ -795,19 +829,29 @@ class _MetricAccumulator:
   def __init__(self, loss_sum=0.0, accuracy_sum=0.0, count=0, data_loss_sum=0.0):
     self.loss_sum, self.accuracy_sum, self.count = loss_sum, accuracy_sum, count
     self.data_loss_sum = data_loss_sum
-    self.pending: list[tuple[int, dict]] = []
+    self.pending: list[tuple[int, dict, int]] = []
 
-  def add(self, step: int, metrics: dict) -> None:
-    self.pending.append((step, metrics))
+  def add(self, step: int, metrics: dict, stacked: int = 0) -> None:
+    """One call's metrics, ``step`` the step it ended at.
+
+    ``stacked``: the call ran that many steps and each metric has a leading
+    axis over them (``training.steps_per_call``); 0: one step's metrics.
+    """
+    self.pending.append((step, metrics, stacked))
 
   def flush(self) -> list[tuple[int, dict]]:
-    """Fetches pending metrics; returns them as host floats, checked finite."""
+    """Fetches pending metrics; returns one row per step, host floats, checked finite."""
     if not self.pending:
       return []
-    steps = [s for s, _ in self.pending]
-    fetched = parallel.to_host([m for _, m in self.pending])
+    fetched = parallel.to_host([m for _, m, _ in self.pending])
+    rows = []
+    for (step, _, n), m in zip(self.pending, fetched):
+      if not n:
+        rows.append((step, m))
+        continue
+      # Step-by-step, so the NaN stop names the first bad step of the call.
+      rows.extend((step - n + 1 + i, {k: v[i] for k, v in m.items()}) for i in range(n))
     self.pending = []
-    rows = list(zip(steps, fetched))
     for step, m in rows:
       if not (np.all(np.isfinite(m["loss"])) and np.all(np.isfinite(m["grad_norm"]))):
         raise _NonFinite(step, m)

@@ -43,6 +43,9 @@ RESUMABLE_KEYS = (
     "training.recompute_bn_stats", "inference",
     # Logging and the separate --mode=lr_find: neither changes the training.
     "training.depth_diagnostics", "lr_find",
+    # Where the batches are gathered and how many steps a call runs: the same
+    # batches in the same order, the same parameters (tests/test_train_device.py).
+    "dataset.device_cache", "training.steps_per_call",
 )
 
 

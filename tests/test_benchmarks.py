@@ -31,7 +31,7 @@ def test_smoke_run_writes_the_expected_json(tmp_path, fashion_mnist_data_dir):
   out = tmp_path / "throughput.json"
   results = bench_throughput.main([
       "--models", "mlp_dropout", "--frameworks", "jaxcnn,keras-tensorflow",
-      "--steps", "2", "--rounds", "2", "--data-dir", FASHION_MNIST_MIRROR,
+      "--steps", "2", "--rounds", "2", "--feeds", "device_k2", "--data-dir", FASHION_MNIST_MIRROR,
       "--tfds-data-dir", fashion_mnist_data_dir, "--log-dir", str(tmp_path / "logs"),
       "--out", str(out)])
   saved = json.loads(out.read_text())
@@ -41,11 +41,15 @@ def test_smoke_run_writes_the_expected_json(tmp_path, fashion_mnist_data_dir):
   assert not m["errors"]
   rows = {(r["framework"], r["item"]): r for r in m["rows"]}
   assert set(rows) == {("jaxcnn", "e2e"), ("jaxcnn", "pipeline"), ("jaxcnn", "step"),
-                       ("keras-tensorflow", "e2e")}
+                       ("jaxcnn", "e2e_device_k2"), ("keras-tensorflow", "e2e")}
+  assert bench_throughput.item_name("e2e_device_k2") == (
+      "end to end, device data, 2 steps/call")
+  assert m["ratios"]["jaxcnn:e2e_device_k2/e2e"]["median"] > 0
   for row in rows.values():
     s = row["images_per_second"]
     assert len(s["rounds"]) == 2 and 0 < s["min"] <= s["median"] <= s["max"]
-  for key in [("jaxcnn", "e2e"), ("jaxcnn", "step"), ("keras-tensorflow", "e2e")]:
+  for key in [("jaxcnn", "e2e"), ("jaxcnn", "step"), ("jaxcnn", "e2e_device_k2"),
+              ("keras-tensorflow", "e2e")]:
     assert 0 < rows[key]["fraction_of_peak"] < 1
   assert "fraction_of_peak" not in rows[("jaxcnn", "pipeline")]
   ratio = m["ratios"]["jaxcnn/keras-tensorflow"]

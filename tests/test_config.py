@@ -149,6 +149,7 @@ RANGE_CASES = [
     ("training.recompute_bn_stats", 0, -1, ">= 0 (training batches; 0 = off)"),
     ("training.initial_loss_scale", 1.0, 0.5, ">= 1"),
     ("training.loss_scale_period", 1, 0, ">= 1"),
+    ("training.steps_per_call", 0, -1, ">= 0 (0 = auto)"),
     ("inference.num_samples", 1, 0, ">= 1"),
     ("inference.batch_size", 1, 0, ">= 1"),
     ("lr_find.steps", 2, 1, ">= 2"),

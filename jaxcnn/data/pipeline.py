@@ -179,16 +179,57 @@ class Data:
       ValueError: a negative epoch or seed, or ``start_step`` outside
         ``[0, steps_per_epoch]`` (at the call, not at the first batch).
     """
-    if epoch < 0 or self._seed < 0:
-      raise ValueError(f"epoch and seed must be >= 0; got {epoch}, {self._seed}.")
-    if not 0 <= start_step <= self.steps_per_epoch:
-      raise ValueError(f"start_step must be in [0, {self.steps_per_epoch}] "
-                       f"(steps_per_epoch); got {start_step}.")
+    self._check_epoch_args(epoch, start_step)
     if self._cache:
       pipeline = self._cached_augmented if self._augment else self._cached_plain
     else:
       pipeline = self._streamed_augmented if self._augment else self._streamed_plain
     return pipeline(epoch, start_step)
+
+  def _check_epoch_args(self, epoch: int, start_step: int) -> None:
+    if epoch < 0 or self._seed < 0:
+      raise ValueError(f"epoch and seed must be >= 0; got {epoch}, {self._seed}.")
+    if not 0 <= start_step <= self.steps_per_epoch:
+      raise ValueError(f"start_step must be in [0, {self.steps_per_epoch}] "
+                       f"(steps_per_epoch); got {start_step}.")
+
+  # --- the training part on the device (jaxcnn.data.device) -----------------
+
+  @property
+  def augmented(self) -> bool:
+    """Whether training batches are augmented."""
+    return self._augment is not None
+
+  @property
+  def cached(self) -> bool:
+    """Whether the decoded training part is held in memory (``dataset.cache``)."""
+    return self._cache
+
+  @property
+  def normalization(self) -> tuple[str, int]:
+    """``(dataset.normalization, tile)``: what :meth:`train_epoch` applies."""
+    return self._normalization, self._tile
+
+  def train_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+    """The cached training part: ``(uint8[N, H, W, C], int32[N])``, unnormalized."""
+    images, labels = self._reader.arrays("train")
+    return images.numpy(), labels.numpy().astype(np.int32)
+
+  def train_indices(self, epoch: int, start_step: int = 0) -> np.ndarray:
+    """The rows of :meth:`train_arrays` that :meth:`train_epoch` batches.
+
+    Batch ``i`` of ``train_epoch(epoch, start_step)`` is exactly
+    ``train_arrays()`` at ``train_indices(epoch, start_step)[i]``,
+    normalized: the same order, the same rows of each global batch for
+    this process, the same split over devices.
+
+    Returns:
+      int32 ``[steps_per_epoch - start_step, D, b]`` (D local devices).
+    """
+    self._check_epoch_args(epoch, start_step)
+    rows = self._process_rows(epoch, start_step)
+    d = self._batches.num_local_devices
+    return rows.reshape(len(rows), d, -1).astype(np.int32)
 
   def _process_rows(self, epoch: int, start_step: int) -> np.ndarray:
     """[remaining steps, b]: this process's rows of each remaining global batch."""
@@ -378,6 +419,18 @@ class PopulationData:
     iterators = [m.train_epoch(epoch, start_step) for m in self.members]
     for batches in zip(*iterators):
       yield {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+
+  def train_indices(self, epoch: int, start_step: int = 0) -> np.ndarray:
+    """int32 ``[steps, M, D, b]``: each member's ``Data.train_indices``."""
+    return np.stack([m.train_indices(epoch, start_step) for m in self.members], axis=1)
+
+  # The device path reads the members' shared arrays and settings.
+  augmented = property(lambda self: self.members[0].augmented)
+  cached = property(lambda self: self.members[0].cached)
+  normalization = property(lambda self: self.members[0].normalization)
+
+  def train_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+    return self.members[0].train_arrays()
 
   def eval_batches(self, split: str) -> Iterator[Batch]:
     """Every example of ``split`` once (the same for every member)."""
