@@ -61,6 +61,7 @@ import ml_collections
 
 from jaxcnn import config as config_lib
 from jaxcnn import run as run_lib
+from jaxcnn import workdir as workdir_lib
 
 # Columns of results.csv / results.md, in order (extra metrics follow).
 COLUMNS = ("member", "changes", "epochs", "train_loss", "train_data_loss", "train_accuracy",
@@ -178,26 +179,20 @@ def load(config_file: str, *, options: str = "",
   return ladder
 
 
-def _without_cosmetic(config: dict) -> dict:
-  for key in COSMETIC_KEYS:
-    section, name = key.split(".")
-    config.get(section, {}).pop(name, None)
-  return config
-
-
 def _same_config(workdir: str, config: ml_collections.ConfigDict) -> bool | None:
   """Whether ``workdir/config.json`` equals ``config`` (None: no file).
 
-  Keys in :data:`COSMETIC_KEYS` are not compared.
+  Keys in :data:`COSMETIC_KEYS` are not compared; a key the saved run
+  predates counts as its default (``workdir.saved_config``).
   """
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
+  saved = workdir_lib.saved_config(workdir)
+  if saved is None:
     return None
-  with open(path) as f:
-    saved = json.load(f)
-  # Through JSON both ways, so tuples and lists compare equal.
-  current = json.loads(json.dumps(config_lib.to_dict(config)))
-  return _without_cosmetic(saved) == _without_cosmetic(current)
+  current = workdir_lib.flat_config(config)
+  for key in COSMETIC_KEYS:
+    saved.pop(key, None)
+    current.pop(key, None)
+  return saved == current
 
 
 def _read_json(path: str) -> Any:

@@ -161,6 +161,28 @@ def _resumable(key: str) -> bool:
   return any(key == k or key.startswith(k + ".") for k in RESUMABLE_KEYS)
 
 
+def flat_config(config: Any) -> dict[str, Any]:
+  """``{'section.key': value}`` of a config, through JSON (tuples become lists)."""
+  return _flat(json.loads(json.dumps(config_lib.to_dict(config))))
+
+
+def saved_config(workdir: str) -> dict[str, Any] | None:
+  """The run's ``config.json``, flat, or None when there is none.
+
+  A key added to jaxcnn after the run was saved reads as its default: the
+  run had that behaviour, so an old workdir still resumes (and a ladder
+  still reuses its finished rung) unless the key is set otherwise now.
+  """
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    saved = _flat(json.load(f))
+  defaults = flat_config(config_lib.defaults())
+  return {**{k: v for k, v in defaults.items()
+             if k not in saved and not isinstance(v, dict)}, **saved}
+
+
 def resume_changes(workdir: str, config: Any) -> dict[str, tuple[Any, Any]]:
   """What ``config`` changes against the run saved in ``workdir``.
 
@@ -176,16 +198,10 @@ def resume_changes(workdir: str, config: Any) -> dict[str, tuple[Any, Any]]:
     ConfigError: a change a resume cannot honour; the message names every
       such key with both values, and what to do instead.
   """
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
+  saved = saved_config(workdir)
+  if saved is None:
     return {}
-  with open(path) as f:
-    saved = _flat(json.load(f))
-  # A key added to jaxcnn after the run was saved had its default then.
-  defaults = _flat(json.loads(json.dumps(config_lib.to_dict(config_lib.defaults()))))
-  saved = {**{k: v for k, v in defaults.items()
-              if k not in saved and not isinstance(v, dict)}, **saved}
-  new = _flat(json.loads(json.dumps(config_lib.to_dict(config))))
+  new = flat_config(config)
   changed = {k: (saved.get(k), new.get(k)) for k in sorted(saved.keys() | new.keys())
              if saved.get(k) != new.get(k)}
   refused = {k: v for k, v in changed.items() if not _resumable(k)}
