@@ -66,7 +66,8 @@ class Claim:
     metric: what is compared per seed (see :func:`member_values`).
     higher_is_better: False for losses and gaps.
     scale: the runs' scale, as said in the table (data, epochs, seeds).
-    why: where the claim is not reproduced and the reason is shown, that reason.
+    why: the reason a claim does not hold here, where it can be shown (the
+      table prints it only when the verdict is not 'reproduced').
   """
   lecture: str
   words: str
@@ -236,7 +237,9 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
   experiments: dict[str, tuple[str, str]] = {}
   for r in rows:
     experiments.setdefault(r["ladder"], (r["command"], r["scale"]))
-    verdict_cell = r["verdict"] + (f": {r['why']}" if r.get("why") else "")
+    # The reason shown goes with a claim that did not hold, never with one that did.
+    why = r.get("why") if r["verdict"] in (NOT_REPRODUCED, INCONCLUSIVE) else ""
+    verdict_cell = r["verdict"] + (f": {why}" if why else "")
     lines.append(f"| {r['lecture']} | {r['claim']} | {r['ladder']} | {r['result']} | "
                  f"**{verdict_cell}** | {r['statistic']} |")
   lines += ["", "Runs (each rung a population of seeds; `jaxcnn.ladder --seeds`):", ""]

@@ -101,3 +101,11 @@ def test_a_rung_can_name_its_own_metric(tmp_path):
   c = claim("as_good", ("a:test_accuracy", "a:val_accuracy"))
   row = claims.evaluate(c, root)
   assert row["verdict"] == claims.NOT_REPRODUCED  # 0.91 vs 0.81: beyond noise.
+
+
+def test_a_reason_is_printed_only_with_a_claim_that_did_not_hold():
+  rows = [{"lecture": "004", "claim": c, "ladder": "l", "command": "cmd", "scale": "",
+           "why": "the reason", "result": "", "verdict": v, "statistic": ""}
+          for c, v in (("held", claims.REPRODUCED), ("failed", claims.NOT_REPRODUCED))]
+  table = claims.to_markdown(rows)
+  assert "**reproduced**" in table and "**not reproduced: the reason**" in table
