@@ -55,6 +55,10 @@ in the same rounds: the first is the ``jaxcnn`` worker's, each other one a
   .venv/bin/python benchmarks/bench_throughput.py --frameworks jaxcnn \
       --precision float32,bfloat16 --rounds 5
 
+A variant whose worker arguments hold ``--feeds`` (``bench_accelerator.py``
+starts its bfloat16 worker so) also times those e2e_FEED items, with
+ratios ``jaxcnn[<name>]:e2e_FEED/e2e``.
+
 The JSON (``--out``) is rewritten after every model, so a run cut short keeps
 what it measured. Worker logs are in ``--log-dir``.
 """

@@ -32,6 +32,11 @@ Items:
                      (jaxcnn's training part, normalized by its pipeline and
                      saved by the jaxcnn worker), the lectures' way
 
+The ``ready`` info also carries ``first_call_seconds`` (each item's warm-up
+call: compilation and first-call work) and ``aot_compile`` (seconds to lower
+and to compile the one-step program with JAX's AOT API), which
+``bench_accelerator.py`` reports as compile times.
+
 Where TensorFlow is not installed (e.g. a GPU machine without it), jaxcnn's
 e2e and pipeline items run on a numpy feeder with the same epoch order,
 normalization and prefetch depth instead of tf.data; ``info['pipeline']``
