@@ -55,6 +55,10 @@ in the same rounds: the first is the ``jaxcnn`` worker's, each other one a
   .venv/bin/python benchmarks/bench_throughput.py --frameworks jaxcnn \
       --precision float32,bfloat16 --rounds 5
 
+A variant whose worker arguments hold ``--feeds`` (``bench_accelerator.py``
+starts its bfloat16 worker so) also times those e2e_FEED items, with
+ratios ``jaxcnn[<name>]:e2e_FEED/e2e``.
+
 The JSON (``--out``) is rewritten after every model, so a run cut short keeps
 what it measured. Worker logs are in ``--log-dir``.
 """
@@ -283,7 +287,8 @@ def bench_model(name: str, frameworks: list[str], args, platform: str,
     for r in range(args.rounds):
       rotated = order[r % len(order):] + order[:r % len(order)]
       for fw in rotated:
-        items = (VARIANT_ITEMS if fw in variants else
+        items = (VARIANT_ITEMS + _variant_feed_items(variant_args.get(fw, []))
+                 if fw in variants else
                  main_items if fw == "jaxcnn" else ITEMS.get(fw, ("e2e",)))
         for item in items:
           out = workers[fw].run(item)
@@ -311,7 +316,20 @@ def bench_model(name: str, frameworks: list[str], args, platform: str,
   for item in main_items[len(ITEMS["jaxcnn"]):]:
     per_round = [a / b for a, b in zip(samples[("jaxcnn", item)], samples[("jaxcnn", "e2e")])]
     result["ratios"][f"jaxcnn:{item}/e2e"] = _summary(per_round)
+  for fw in variants:
+    for item in _variant_feed_items(variant_args.get(fw, [])):
+      if (fw, item) in samples:
+        per_round = [a / b for a, b in zip(samples[(fw, item)], samples[(fw, "e2e")])]
+        result["ratios"][f"{fw}:{item}/e2e"] = _summary(per_round)
   return result
+
+
+def _variant_feed_items(worker_args: list[str]) -> tuple[str, ...]:
+  """The e2e_FEED items of a variant worker started with ``--feeds`` in its arguments."""
+  if "--feeds" not in worker_args:
+    return ()
+  feeds = worker_args[worker_args.index("--feeds") + 1]
+  return tuple(f"e2e_{f}" for f in feeds.split(",") if f)
 
 
 def add_peak_fractions(results: dict[str, Any]) -> float:

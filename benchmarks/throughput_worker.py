@@ -32,6 +32,11 @@ Items:
                      (jaxcnn's training part, normalized by its pipeline and
                      saved by the jaxcnn worker), the lectures' way
 
+The ``ready`` info also carries ``first_call_seconds`` (each item's warm-up
+call: compilation and first-call work) and ``aot_compile`` (seconds to lower
+and to compile the one-step program with JAX's AOT API), which
+``bench_accelerator.py`` reports as compile times.
+
 Where TensorFlow is not installed (e.g. a GPU machine without it), jaxcnn's
 e2e and pipeline items run on a numpy feeder with the same epoch order,
 normalization and prefetch depth instead of tf.data; ``info['pipeline']``
@@ -211,12 +216,13 @@ class JaxcnnWorker:
     self._feeds = {f"e2e_{name}": self._feed_step(name, train_model, tx, step_kwargs)
                    for name in feeds}
 
-    # Warm-up: compiles the step and fills the pipeline's cache.
+    # Warm-up: compiles the step and fills the pipeline's cache. The first
+    # call's seconds, against a later round's, give each item's compile time.
     self._device_batch = None
-    self.run("e2e")
-    self.run("step")
-    for item in self._feeds:
-      self.run(item)
+    self._aot = {}
+    first_call = {}
+    for item in ("e2e", "step", *self._feeds):
+      first_call[item] = self.run(item)["seconds"]
     summary = models.summary(model, image_shape)
     self.info = {
         "framework": "jaxcnn", "platform": self.platform,
@@ -226,6 +232,8 @@ class JaxcnnWorker:
         "pipeline": pipeline, "params": int(summary.total), "precision": precision,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "flops_per_image": self._flops_per_image(train_model, tx, step_kwargs),
+        "first_call_seconds": first_call,
+        "aot_compile": self._aot_compile(train_model, tx, step_kwargs),
         "layers": [specs.to_config(s) for s in model.layers],
         "image_shape": list(image_shape), "output_units": self._output_units(model, image_shape),
     }
@@ -297,10 +305,39 @@ class JaxcnnWorker:
     cpu = jax.devices("cpu")[0]
     step = self._parallel.make_train_step(train_model, tx, pmap=False, **step_kwargs)
     state, batch = jax.device_put((self.state, jax.device_get(self._device_batch)), cpu)
-    cost = step.lower(state, batch).compile().cost_analysis()
+    start = time.perf_counter()
+    lowered = step.lower(state, batch)
+    lowered_at = time.perf_counter()
+    compiled = lowered.compile()
+    if self.platform == "cpu":  # the device's own compile: _aot_compile reuses it
+      self._aot = {"lower_seconds": lowered_at - start,
+                   "compile_seconds": time.perf_counter() - lowered_at,
+                   "device": str(cpu.device_kind), "program": "train step, pmap=False"}
+    cost = compiled.cost_analysis()
     if isinstance(cost, (list, tuple)):
       cost = cost[0]
     return float(cost["flops"]) / self.batch_size
+
+  def _aot_compile(self, train_model, tx, step_kwargs) -> dict[str, Any]:
+    """Seconds to lower and to compile the one-step program for the default device.
+
+    JAX's AOT API (``jit(...).lower(...)``, then ``.compile()``), on a fresh
+    ``make_train_step``: no cache of this process holds it. On a CPU the
+    FLOP count's compile is that program already.
+    """
+    if self._aot:
+      return self._aot
+    jax = self._jax
+    dev = jax.devices()[0]
+    step = self._parallel.make_train_step(train_model, tx, pmap=False, **step_kwargs)
+    state, batch = jax.device_put((self.state, jax.device_get(self._device_batch)), dev)
+    start = time.perf_counter()
+    lowered = step.lower(state, batch)
+    lowered_at = time.perf_counter()
+    lowered.compile()
+    return {"lower_seconds": lowered_at - start,
+            "compile_seconds": time.perf_counter() - lowered_at,
+            "device": str(dev.device_kind), "program": "train step, pmap=False"}
 
   def _flush(self, pending: list) -> None:
     if not pending:
