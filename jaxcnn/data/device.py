@@ -20,8 +20,10 @@ The 'auto' rules (measured in BENCHMARKS.md, "Device data and steps per
 call"):
 
 * ``device_cache`` is on where the backend is a GPU or TPU, the run is one
-  process, the training part is cached (``dataset.cache``), the images are not feature-extraction features, and the uint8 training
-  part takes at most :data:`DEVICE_MEMORY_FRACTION` of one device's memory.
+  process, the training part is cached (``dataset.cache``), the images are
+  not feature-extraction features, and the uint8 training part takes at
+  most :data:`DEVICE_MEMORY_FRACTION` of one device's memory, augmented or
+  not (taking augmentation off the host is what the accelerator gains).
   On XLA:CPU it is off, so that the default CPU run keeps its programs: there
   the "device" is the host, and the gain measured was small; 'on' takes it.
 * ``steps_per_call`` is 1 on XLA:CPU (a scan over CNN steps ran several times
