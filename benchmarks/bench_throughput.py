@@ -39,6 +39,13 @@ training part on the device, each batch gathered inside the step) and/or
 ``training.steps_per_call=K`` (``kK``), timed in the same rounds as the plain
 e2e, with per-round ratios against it (``jaxcnn:e2e_device/e2e``).
 
+``--augmentation JSON`` sets jaxcnn's ``dataset.augmentation``: the e2e row
+then augments in tf.data and the ``device`` feeds with ``augment_jax``
+inside the step (other random draws of the same transforms), e.g.
+
+  .venv/bin/python benchmarks/bench_throughput.py --frameworks jaxcnn \
+      --feeds device,device_k8 --augmentation '{"rotation_range": 10, "zoom_range": 0.1}'
+
 ``--jaxcnn-variant NAME:VAR=VALUE[;VAR=VALUE]`` adds another jaxcnn worker
 started with those environment variables (XLA_FLAGS and PYTHONPATH are
 prepended to the current ones), timed in the same rounds: the way to measure
@@ -246,6 +253,8 @@ def bench_model(name: str, frameworks: list[str], args, platform: str,
   if precisions[0] != "float32":
     jaxcnn_args += ["--precision", precisions[0]]
   feeds = [f for f in getattr(args, "feeds", "").split(",") if f]
+  if getattr(args, "augmentation", ""):
+    jaxcnn_args += ["--augmentation", args.augmentation]
   main_items = ITEMS["jaxcnn"] + tuple(f"e2e_{f}" for f in feeds)
   examples_path = os.path.join(log_dir, f"{name}-train.npz")
   result: dict[str, Any] = {
@@ -410,6 +419,12 @@ def main(argv=None) -> dict[str, Any]:
                       help="extra jaxcnn e2e rows, comma-separated: 'device' (training "
                       "data on the device), 'kK' (K steps per compiled call), "
                       "'device_kK'; e.g. device,k8,device_k8")
+  parser.add_argument("--augmentation", default="",
+                      help="jaxcnn's dataset.augmentation as JSON, e.g. "
+                      "'{\"rotation_range\": 10, \"horizontal_flip\": true}': the "
+                      "jaxcnn e2e row augments in tf.data, the 'device' feeds with "
+                      "augment_jax in the step (Keras rows stay unaugmented: use "
+                      "--frameworks jaxcnn)")
   parser.add_argument("--log-dir", default="", help="worker logs (default: a temp dir)")
   parser.add_argument("--out", default="", help="write the results as JSON here")
   args = parser.parse_args(argv)

@@ -142,7 +142,8 @@ class JaxcnnWorker:
 
   def __init__(self, workload: wl.Workload, steps: int, batch_size: int,
                mirror_dir: str, tfds_data_dir: str, feeder: str = "auto",
-               precision: str = "float32", feeds: tuple[str, ...] = ()):
+               precision: str = "float32", feeds: tuple[str, ...] = (),
+               augmentation: dict[str, Any] | None = None):
     import jax  # pylint: disable=g-import-not-at-top
     from jaxcnn import config as config_lib  # pylint: disable=g-import-not-at-top
     from jaxcnn import models  # pylint: disable=g-import-not-at-top
@@ -155,6 +156,8 @@ class JaxcnnWorker:
     config.dataset.data_dir = tfds_data_dir
     if precision != "float32":  # the key exists only in checkouts that have it
       config.training.precision = precision
+    if augmentation:  # e2e augments in tf.data, the device feeds with augment_jax
+      config.dataset.augmentation.update(augmentation)
     config_lib.validate(config)
     parallel.check_global_batch(batch_size)
     self.batch_size, self.steps = batch_size, steps
@@ -422,6 +425,8 @@ def main(argv=None) -> int:
                       help="jaxcnn: training.precision")
   parser.add_argument("--feeds", default="",
                       help="jaxcnn: comma-separated extra e2e feeds (device, kK, device_kK)")
+  parser.add_argument("--augmentation", default="",
+                      help="jaxcnn: dataset.augmentation as JSON (default: none)")
   parser.add_argument("--save-examples", default="",
                       help="jaxcnn: write the normalized training part here (.npz)")
   args = parser.parse_args(argv)
@@ -430,7 +435,8 @@ def main(argv=None) -> int:
     if args.framework == "jaxcnn":
       worker = JaxcnnWorker(workload, args.steps, args.batch_size, args.data_dir,
                             args.tfds_data_dir, args.feeder, args.precision,
-                            tuple(f for f in args.feeds.split(",") if f))
+                            tuple(f for f in args.feeds.split(",") if f),
+                            json.loads(args.augmentation) if args.augmentation else None)
       if args.save_examples:
         worker.save_examples(args.save_examples)
     else:

@@ -64,7 +64,7 @@ POPULATION_MODES = ("auto", "vmap", "loop")
 # float32 in all three; 'float16' adds dynamic loss scaling.
 PRECISIONS = ("float32", "bfloat16", "float16")
 # ``dataset.device_cache``: 'on' keeps the training part on every device and
-# gathers each batch inside the compiled step, 'off' feeds host batches from
+# gathers (and augments) each batch inside the compiled step, 'off' feeds host batches from
 # tf.data, 'auto' decides by backend, size and features (jaxcnn.data.device).
 DEVICE_CACHE_MODES = ("auto", "on", "off")
 
@@ -110,7 +110,7 @@ def defaults() -> ml_collections.ConfigDict:
   c.dataset.shuffle_buffer = 60_000
   c.dataset.cache = True
   # 'auto' | 'on' | 'off': the training part on the accelerator as uint8, each
-  # step's batch gathered and normalized inside the compiled step
+  # step's batch gathered, augmented and normalized inside the compiled step
   # (DEVICE_CACHE_MODES; jaxcnn.data.device says when 'auto' turns it on).
   c.dataset.device_cache = "auto"
   c.dataset.augmentation = ml_collections.ConfigDict()
@@ -443,11 +443,6 @@ def _check_device_cache(config: ml_collections.ConfigDict) -> None:
         "dataset.device_cache='on' needs dataset.cache=True (the device copy is "
         "made from the decoded examples held in memory); set dataset.cache=True "
         "or dataset.device_cache='off'.")
-  if d.augmentation:
-    raise ConfigError(
-        "dataset.device_cache='on' cannot augment yet (augmentation runs in "
-        "tf.data on the host); drop dataset.augmentation or set "
-        "dataset.device_cache='off' (or 'auto', which picks the host path).")
   if config.transfer.feature_extraction:
     raise ConfigError(
         "dataset.device_cache='on' does not apply to transfer.feature_extraction "

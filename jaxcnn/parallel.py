@@ -237,8 +237,8 @@ def make_train_step(
       a leading ``[K]`` axis. K is read from the batch (a shorter last call
       compiles once more).
     gather: device-resident data: ``step(state, index)`` takes int32 rows
-      ``[devices, per_device]`` (``[K, devices, per_device]`` when stacked)
-      in place of the batch, and ``gather(arrays, rows) -> batch`` builds
+      ``[devices, per_device]`` (``[K, devices, per_device]`` when stacked;
+      augmented, a dict of such arrays) in place of the batch, and ``gather(arrays, rows) -> batch`` builds
       each device's batch inside the program.
     arrays: with ``gather``, the training data it reads: a pytree already
       replicated on the devices (``jaxcnn.data.device.DeviceTrainSet``),
@@ -290,8 +290,7 @@ def _many_steps(per_device_fn, batch_axis: int, stacked: bool, gather):
     consts = 1
 
     def fn(state, index, arrays):
-      # Augmentation of the gathered batch would go inside gather (on the
-      # uint8-to-float images, before normalization), as in tf.data.
+      # gather also augments (jaxcnn.data.device): ``index`` is then a dict.
       return per_device_fn(state, gather(arrays, index))
   if stacked:
     one = fn

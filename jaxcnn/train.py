@@ -348,7 +348,8 @@ def _print_start(setup: Setup, state: TrainState) -> None:
   feed = setup.feed
   if feed is not None and (feed.device or feed.stacked):
     print("Feed: " + ", ".join(
-        (["the training part on the device(s), batches gathered in the step"]
+        ([f"the training part on the device(s), batches gathered"
+          f"{' and augmented' if setup.data.augmented else ''} in the step"]
          if feed.device else []) +
         ([f"{feed.steps_per_call} steps per call"] if feed.stacked else [])) + ".")
   if setup.members:

@@ -229,8 +229,7 @@ def test_settings_checked_before_anything_compiles(digits_dir, tmp_path, monkeyp
     config_lib.validate(config)
   config = tiny_config(digits_dir, "on")
   config.dataset.augmentation.horizontal_flip = True
-  with pytest.raises(config_lib.ConfigError, match="cannot augment yet"):
-    config_lib.validate(config)
+  config_lib.validate(config)  # Augmentation runs on the device too.
   config = tiny_config(digits_dir, "on")
   config.dataset.cache = False
   with pytest.raises(config_lib.ConfigError, match="needs dataset.cache=True"):
@@ -253,7 +252,9 @@ def test_auto_rules(digits_dir):
   assert device_lib.plan(config, data, "gpu").steps_per_call == 5
   config.dataset.augmentation.horizontal_flip = True
   augmented = data_lib.create(config.dataset, global_batch_size=16, seed=0)
-  assert device_lib.plan(config, augmented, "gpu").device is False
+  # Augmented runs too: augment_jax runs in the step (GPU/TPU), not on CPU.
+  assert device_lib.plan(config, augmented, "gpu").device is True
+  assert device_lib.plan(config, augmented, "cpu").device is False
   config.dataset.augmentation = ml_collections.ConfigDict()
   config.transfer.feature_extraction = True
   assert device_lib.plan(config, data, "gpu").device is False

@@ -116,4 +116,5 @@ def create(dataset_config, *, global_batch_size: int, seed: int,
       class_names=tuple(label.names), mean=mean, std=std)
   return Data(reader, parts, info, batches, steps_per_epoch=steps, seed=seed,
               normalization=cfg.normalization, tile=tile, cache=cfg.cache,
-              shuffle_buffer=cfg.shuffle_buffer, augment=augment_fn)
+              shuffle_buffer=cfg.shuffle_buffer, augment=augment_fn,
+              augmentation=augment.parse_config(cfg.augmentation) if augment_fn else None)

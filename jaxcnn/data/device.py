@@ -7,9 +7,10 @@ Two settings decide how the train loop feeds its compiled step
   training part is uploaded once, as uint8, replicated on every local
   device (:class:`DeviceTrainSet`); each step receives only the int32 rows
   of its batch (``Data.train_indices``: the very order of the tf.data path,
-  a pure function of ``(seed, epoch)``), and gathering and normalization
-  run inside the compiled step (:func:`make_gather`). The step sees the
-  same batches in the same order as from tf.data.
+  a pure function of ``(seed, epoch)``), and gathering, augmentation and
+  normalization run inside the compiled step (:func:`make_gather`). The
+  step sees the same batches in the same order as from tf.data; augmented,
+  the same images under other random draws (below).
 * ``training.steps_per_call`` (K, 0 = auto). One compiled call runs K train
   steps (``lax.scan`` over K batches, or K rows of indices, stacked on a
   leading axis); the last call of an epoch runs what is left, so epochs
@@ -19,9 +20,10 @@ The 'auto' rules (measured in BENCHMARKS.md, "Device data and steps per
 call"):
 
 * ``device_cache`` is on where the backend is a GPU or TPU, the run is one
-  process, the training part is cached (``dataset.cache``) and unaugmented,
-  the images are not feature-extraction features, and the uint8 training
-  part takes at most :data:`DEVICE_MEMORY_FRACTION` of one device's memory.
+  process, the training part is cached (``dataset.cache``), the images are
+  not feature-extraction features, and the uint8 training part takes at
+  most :data:`DEVICE_MEMORY_FRACTION` of one device's memory, augmented or
+  not (taking augmentation off the host is what the accelerator gains).
   On XLA:CPU it is off, so that the default CPU run keeps its programs: there
   the "device" is the host, and the gain measured was small; 'on' takes it.
 * ``steps_per_call`` is 1 on XLA:CPU (a scan over CNN steps ran several times
@@ -29,10 +31,17 @@ call"):
   step of these small models costs less than its dispatch (not yet measured
   there: the GPU figures are pending).
 
-Augmentation on the device is not wired yet: 'on' refuses an augmented
-config (``config.validate``), and 'auto' keeps such runs on tf.data. A
-jittable augmentation slots into :func:`make_gather` between the uint8 to
-float32 cast and the tiling/normalization, as in the tf.data path.
+Augmentation (``dataset.augmentation``) runs on the device too, with
+:mod:`jaxcnn.data.augment_jax`: a step's input is then ``{'rows',
+'position', 'seed', 'epoch'}`` (int32/uint32, all shaped like the rows, so
+they shard and stack as rows do), and every image's key is
+``augment_jax.example_keys(seed, epoch, position)``, its global position in
+the epoch: a resumed epoch, any K, any device count draw the same images.
+The draws follow the tf.data path's distributions but are other numbers
+(JAX's and TF's generators differ): an augmented device run is reproducible,
+not equal to an augmented tf.data run. The order is the tf.data path's:
+augmentation on the float32 [0, 255] images (``rescale`` last), then
+tiling and the normalization.
 """
 
 from __future__ import annotations
@@ -47,6 +56,7 @@ import numpy as np
 
 from jaxcnn import config as config_lib
 from jaxcnn import parallel
+from jaxcnn.data import augment_jax
 
 # 'auto' keeps the training part on a device only if its uint8 copy takes
 # at most this fraction of the device's memory: the rest is for the model,
@@ -142,8 +152,9 @@ def _problem(config, data) -> str | None:
             "global batch on its devices)")
   if not data.cached:
     return "dataset.cache is False"
-  if data.augmented:
-    return "the training batches are augmented (augmentation runs in tf.data)"
+  if data.augmented and max(_seeds(data)) >= 2**32:
+    return ("the augmentation keys take seeds below 2**32 on the device; got "
+            f"{max(_seeds(data))}")
   need, have = train_bytes(data), device_memory_bytes()
   if need > DEVICE_MEMORY_FRACTION * have:
     return (f"the uint8 training part takes {need / 2**20:.0f} MiB, more than "
@@ -151,24 +162,30 @@ def _problem(config, data) -> str | None:
   return None
 
 
-def make_gather(info, normalization: str, tile: int):
-  """``gather(arrays, rows) -> batch``: a batch built inside the compiled step.
+def make_gather(info, normalization: str, tile: int, augment=None):
+  """``gather(arrays, index) -> batch``: a batch built inside the compiled step.
 
-  The same arithmetic as the tf.data path (``Data._normalize``): uint8 to
-  float32, tile the channels, then the normalization.
+  The same arithmetic as the tf.data path (``Data._normalize`` after
+  ``Data._augment_fn``): uint8 to float32, the augmentation (in [0, 255]),
+  tile the channels, then the normalization.
 
   Args:
     info: the data's ``DataInfo`` (``mean`` and ``std``).
     normalization: ``dataset.normalization``.
     tile: times the stored channels are repeated.
+    augment: ``augment_jax.build``'s ``fn(images, keys)``, or None. With it
+      ``index`` is ``{'rows', 'position', 'seed', 'epoch'}`` (see
+      :func:`calls`), else the rows alone.
   """
   mean = np.asarray(info.mean, np.float32)
   std = np.asarray(info.std, np.float32)
 
-  def gather(arrays, rows):
+  def gather(arrays, index):
     images, labels = arrays
+    rows = index["rows"] if augment is not None else index
     x = images[rows].astype(jnp.float32)
-    # Augmentation (jittable, over the batch, in [0, 255]) goes here.
+    if augment is not None:
+      x = augment(x, example_keys(index))
     if tile > 1:
       x = jnp.tile(x, (1,) * (x.ndim - 1) + (tile,))
     if normalization == "rescale":
@@ -179,13 +196,30 @@ def make_gather(info, normalization: str, tile: int):
   return gather
 
 
+def example_keys(index) -> jax.Array:
+  """One key per image of ``index`` (``{'position', 'seed', 'epoch'}``, any shape).
+
+  ``augment_jax.example_keys(seed, epoch, position)`` for each image: the
+  seed and epoch ride along per image so that a population's members (each
+  its own seed) and stacked calls need nothing else.
+  """
+  position = index["position"]
+
+  def one(seed, epoch, pos):
+    return augment_jax.example_keys(seed, epoch, pos[None])[0]
+  keys = jax.vmap(one)(index["seed"].reshape(-1), index["epoch"].reshape(-1),
+                       position.reshape(-1))
+  return keys.reshape(position.shape)
+
+
 class DeviceTrainSet:
   """The cached training part, uploaded once to every local device.
 
   Attributes:
     arrays: ``(uint8[N, H, W, C], int32[N])`` replicated over the local
       devices (the mesh the train step runs on).
-    gather: :func:`make_gather` for the data's normalization.
+    gather: :func:`make_gather` for the data's normalization and
+      augmentation.
   """
 
   def __init__(self, data, devices=None):
@@ -194,7 +228,8 @@ class DeviceTrainSet:
                                             jax.sharding.PartitionSpec())
     self.arrays = (jax.device_put(images, replicated),
                    jax.device_put(labels, replicated))
-    self.gather = make_gather(data.info, *data.normalization)
+    augment = augment_jax.build(data.augmentation) if data.augmented else None
+    self.gather = make_gather(data.info, *data.normalization, augment=augment)
 
 
 def calls(data, epoch: int, start_step: int, feed: Feed) -> Iterator[tuple[int, Any]]:
@@ -202,16 +237,19 @@ def calls(data, epoch: int, start_step: int, feed: Feed) -> Iterator[tuple[int, 
 
   Yields:
     ``(steps, inputs)``: on the device path ``inputs`` are int32 rows
-    (``data.train_indices``), else host batches (``data.train_epoch``);
-    with ``feed.stacked`` up to K of them stacked on a leading axis (the
-    last call of the epoch takes what is left), else one.
+    (``data.train_indices``), augmented ``{'rows', 'position', 'seed',
+    'epoch'}`` (:func:`device_inputs`), else host batches
+    (``data.train_epoch``); with ``feed.stacked`` up to K of them stacked
+    on a leading axis (the last call of the epoch takes what is left),
+    else one.
   """
   k = feed.steps_per_call
   if feed.device:
-    rows = data.train_indices(epoch, start_step)
-    for i in range(0, len(rows), k):
-      chunk = rows[i:i + k]
-      yield len(chunk), chunk if feed.stacked else chunk[0]
+    inputs = device_inputs(data, epoch, start_step)
+    steps = len(jax.tree.leaves(inputs)[0])
+    for i in range(0, steps, k):
+      chunk = jax.tree.map(lambda x: x[i:i + k] if feed.stacked else x[i], inputs)
+      yield min(k, steps - i), chunk
     return
   batches = data.train_epoch(epoch, start_step)
   if not feed.stacked:
@@ -226,6 +264,33 @@ def calls(data, epoch: int, start_step: int, feed: Feed) -> Iterator[tuple[int, 
       group = []
   if group:
     yield len(group), _stack(group)
+
+
+def device_inputs(data, epoch: int, start_step: int = 0):
+  """The device path's inputs of an epoch's steps, from ``start_step`` on.
+
+  Unaugmented: ``data.train_indices`` (int32 ``[steps, (M,) D, b]``).
+  Augmented: also what the keys need, every array shaped like the rows:
+  ``position`` (``data.train_positions``, int32), ``seed`` (each member's,
+  uint32: ``jax.random.key`` of a uint32 is that of the same Python int)
+  and ``epoch`` (int32).
+  """
+  rows = data.train_indices(epoch, start_step)
+  if not data.augmented:
+    return rows
+  seeds = np.asarray(_seeds(data), np.uint32)
+  if rows.ndim == 4:  # [steps, M, D, b]: each member its own seed.
+    seeds = seeds[None, :, None, None]
+  else:
+    seeds = seeds[0]
+  return {"rows": rows,
+          "position": data.train_positions(epoch, start_step).astype(np.int32),
+          "seed": np.broadcast_to(seeds, rows.shape).copy(),
+          "epoch": np.full(rows.shape, epoch, np.int32)}
+
+
+def _seeds(data) -> list[int]:
+  return list(data.seeds) if hasattr(data, "seeds") else [data.seed]
 
 
 def _stack(batches: list[dict]) -> dict:

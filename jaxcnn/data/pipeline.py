@@ -36,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from jaxcnn.data import splits
-from jaxcnn.data.augment import AugmentFn
+from jaxcnn.data.augment import AugmentConfig, AugmentFn
 from jaxcnn.data.reader import AUTOTUNE, Reader
 
 Batch = dict[str, np.ndarray]
@@ -94,12 +94,15 @@ class Data:
     cache: whether the decoded training part is held in memory.
     shuffle_buffer: the shuffle buffer without ``cache``.
     augment: the per-example augmentation (``augment.build``), or None.
+    augmentation: its validated config (``augment.parse_config``), which
+      the device path builds its own augmentation from; None without one.
   """
 
   def __init__(self, reader: Reader, parts: Mapping[str, splits.Part],
                info: DataInfo, batches: splits.Batching, *, steps_per_epoch: int,
                seed: int, normalization: str, tile: int, cache: bool,
-               shuffle_buffer: int, augment: AugmentFn | None = None):
+               shuffle_buffer: int, augment: AugmentFn | None = None,
+               augmentation: AugmentConfig | None = None):
     self.info = info
     self.steps_per_epoch = steps_per_epoch
     self._reader = reader
@@ -111,6 +114,7 @@ class Data:
     self._cache = cache
     self._shuffle_buffer = shuffle_buffer
     self._augment = augment
+    self._augmentation = augmentation
     self._mean = tf.constant(info.mean)
     self._std = tf.constant(info.std)
 
@@ -201,6 +205,16 @@ class Data:
     return self._augment is not None
 
   @property
+  def augmentation(self) -> AugmentConfig | None:
+    """The augmentation's validated config, or None (unaugmented)."""
+    return self._augmentation if self._augment is not None else None
+
+  @property
+  def seed(self) -> int:
+    """The data seed: with the epoch it fixes the order and the augmentation."""
+    return self._seed
+
+  @property
   def cached(self) -> bool:
     """Whether the decoded training part is held in memory (``dataset.cache``)."""
     return self._cache
@@ -231,6 +245,22 @@ class Data:
     d = self._batches.num_local_devices
     return rows.reshape(len(rows), d, -1).astype(np.int32)
 
+  def train_positions(self, epoch: int, start_step: int = 0) -> np.ndarray:
+    """Each example's global position in the epoch, shaped as :meth:`train_indices`.
+
+    Step ``i``'s row ``j`` of the global batch is at ``i * global_batch + j``:
+    the augmentation's seed, the same on any number of devices and
+    processes (cached data only).
+
+    Returns:
+      int64 ``[steps_per_epoch - start_step, D, b]``.
+    """
+    self._check_epoch_args(epoch, start_step)
+    g, b = self._batches.global_size, self._batches.process_size
+    where = (np.arange(start_step, self.steps_per_epoch)[:, None] * g
+             + jax.process_index() * b + np.arange(b)[None, :])
+    return where.reshape(len(where), self._batches.num_local_devices, -1)
+
   def _process_rows(self, epoch: int, start_step: int) -> np.ndarray:
     """[remaining steps, b]: this process's rows of each remaining global batch."""
     g, b, steps = self._batches.global_size, self._batches.process_size, self.steps_per_epoch
@@ -246,11 +276,9 @@ class Data:
     """Cached, augmented: examples gathered from memory, augmented one by one."""
     images, labels = self._reader.arrays("train")
     rows = self._process_rows(epoch, start_step)
-    g, b = self._batches.global_size, self._batches.process_size
     # Global positions seed the augmentation: the same images whatever the
     # number of processes.
-    where = (np.arange(start_step, self.steps_per_epoch)[:, None] * g
-             + jax.process_index() * b + np.arange(b)[None, :])
+    where = self.train_positions(epoch, start_step)
     ds = tf.data.Dataset.from_tensor_slices((rows.reshape(-1), where.reshape(-1)))
     ds = ds.map(lambda i, w: (tf.gather(images, i), tf.gather(labels, i), w))
     return self._augmented_batches(ds, epoch)
@@ -426,11 +454,22 @@ class PopulationData:
 
   # The device path reads the members' shared arrays and settings.
   augmented = property(lambda self: self.members[0].augmented)
+  augmentation = property(lambda self: self.members[0].augmentation)
   cached = property(lambda self: self.members[0].cached)
   normalization = property(lambda self: self.members[0].normalization)
 
   def train_arrays(self) -> tuple[np.ndarray, np.ndarray]:
     return self.members[0].train_arrays()
+
+  @property
+  def seeds(self) -> list[int]:
+    """Each member's data seed."""
+    return [m.seed for m in self.members]
+
+  def train_positions(self, epoch: int, start_step: int = 0) -> np.ndarray:
+    """``[steps, M, D, b]``: ``Data.train_positions``, the same for every member."""
+    where = self.members[0].train_positions(epoch, start_step)
+    return np.repeat(where[:, None], len(self.members), axis=1)
 
   def eval_batches(self, split: str) -> Iterator[Batch]:
     """Every example of ``split`` once (the same for every member)."""
