@@ -31,6 +31,7 @@ _CNN = ("python -m jaxcnn.ladder --config_file=experiments/mnist_cnns.py --optio
         "--seeds=3 --epochs=2 --out=workdirs/claims/mnist_cnns_fashion")
 _CNN_SCALE = "Fashion-MNIST 54,000 / 6,000 / 10,000, Adam, batch 128, 2 epochs, 3 seeds"
 _SCHED = ("python -m jaxcnn.ladder --config_file=experiments/mlp_schedules.py --seeds=3 "
+          "--members=constant,exponential,plateau,1cycle_low,1cycle "
           "--out=workdirs/claims/mlp_schedules")
 _SCHED_SCALE = "Fashion-MNIST full, 300-100 MLP, SGD lr0 0.01, 20 epochs, 3 seeds"
 _LADDER = ("python -m jaxcnn.ladder --config_file=experiments/regularization_ladder.py "
