@@ -44,6 +44,11 @@ _TRANSFER = ("python -m jaxcnn.ladder --config_file=experiments/transfer_digits_
              "--seeds=3 --out=workdirs/claims/transfer_digits")
 _TRANSFER_SCALE = "400 scikit-learn digits (offline stand-in for cats vs dogs), 3 seeds"
 
+_DEEP = ("python -m jaxcnn.ladder --config_file=experiments/deep_mlp.py --seeds=3 --epochs=2 "
+         "--train_examples=6000 --test_examples=2000 --out=workdirs/claims/deep_mlp")
+_DEEP_SCALE = ("20 x 100-unit MLP, SGD 0.01, first 6,000 Fashion-MNIST training images "
+               "(600 validation), 2 epochs, first 2,000 test images, 3 seeds")
+
 CLAIMS = [
     # Lecture 004: activations, initialization.
     Claim("004", "activations rank SELU > ELU > leaky ReLU > ReLU > tanh > logistic",
@@ -53,6 +58,15 @@ CLAIMS = [
           "mlp_activations", _ACT, "better", ("tanh", "logistic"), scale=_ACT_SCALE),
     Claim("004", "ReLU wants He initialization (He beats Glorot)",
           "mlp_activations", _ACT, "better", ("relu", "relu_glorot"), scale=_ACT_SCALE),
+    # Lecture 004: depth (vanishing gradients), on a 20-layer MLP.
+    Claim("004", "Glorot initialization lets a deep tanh network train where sigmoid "
+          "with N(0, 1) weights does not", "deep_mlp", _DEEP, "better",
+          ("tanh_glorot", "sigmoid_normal"), scale=_DEEP_SCALE),
+    Claim("004", "He initialization lets a deep ReLU network train where sigmoid with "
+          "N(0, 1) weights does not", "deep_mlp", _DEEP, "better",
+          ("relu_he", "sigmoid_normal"), scale=_DEEP_SCALE),
+    Claim("004", "SELU (self-normalizing) beats ReLU in a deep dense network",
+          "deep_mlp", _DEEP, "better", ("selu_lecun", "relu_he"), scale=_DEEP_SCALE),
     # Lecture 004: optimizers.
     Claim("004", "momentum optimization goes faster than plain SGD",
           "mlp_optimizers", _OPT, "better", ("momentum", "sgd"), metric="loss@1",
