@@ -156,5 +156,7 @@ CLAIMS = [
     Claim("003", "transfer (a frozen pretrained base) beats training from scratch on "
           "few data (both with data expansion)", "transfer_digits", _TRANSFER, "better",
           ("transfer_digits_features_augment", "transfer_digits_scratch_augment"),
-          scale=_TRANSFER_SCALE),
+          scale=_TRANSFER_SCALE,
+          why="the stand-in is too easy: from scratch the small CNN already scores "
+              "~0.97 on 400 digits, and a clothing base has little to add"),
 ]
