@@ -23,18 +23,21 @@ _ACT = ("python -m jaxcnn.ladder --config_file=experiments/mlp_activations.py --
 _ACT_SCALE = ("Fashion-MNIST, the first 5,000 training images held out, 300-100 MLP, "
               "SGD 0.01, 10 epochs, 5 seeds")
 _OPT = ("python -m jaxcnn.ladder --config_file=experiments/mlp_optimizers.py --seeds=3 "
-        "--out=workdirs/claims/mlp_optimizers")
-_OPT_SCALE = "Fashion-MNIST full, 300-100 MLP (elu + he_normal), 10 epochs, 3 seeds"
+        "--out=workdirs/claims/mlp_optimizers_start")
+_OPT_SCALE = ("Fashion-MNIST, the first 5,000 training images held out, 300-100 MLP "
+              "(elu + he_normal), 10 epochs, 3 seeds")
 _REG = ("python -m jaxcnn.ladder --config_file=experiments/mlp_regularization.py --seeds=3 "
-        "--out=workdirs/claims/mlp_regularization")
-_REG_SCALE = "Fashion-MNIST full, 300-100 MLP, Nadam, 2 epochs (as the lecture), 3 seeds"
+        "--out=workdirs/claims/mlp_regularization_start")
+_REG_SCALE = ("Fashion-MNIST, the first 5,000 training images held out, 300-100 MLP, "
+              "Nadam, 2 epochs (as the lecture), 3 seeds")
 _CNN = ("python -m jaxcnn.ladder --config_file=experiments/mnist_cnns.py --options=fashion_mnist "
         "--seeds=3 --epochs=2 --out=workdirs/claims/mnist_cnns_fashion")
 _CNN_SCALE = "Fashion-MNIST 54,000 / 6,000 / 10,000, Adam, batch 128, 2 epochs, 3 seeds"
 _SCHED = ("python -m jaxcnn.ladder --config_file=experiments/mlp_schedules.py --seeds=3 "
           "--members=constant,exponential,plateau,1cycle_low,1cycle "
           "--out=workdirs/claims/mlp_schedules")
-_SCHED_SCALE = "Fashion-MNIST full, 300-100 MLP, SGD lr0 0.01, 20 epochs, 3 seeds"
+_SCHED_SCALE = ("Fashion-MNIST, the first 5,000 training images held out, 300-100 MLP, "
+                "SGD lr0 0.01, 20 epochs, 3 seeds")
 _LADDER = ("python -m jaxcnn.ladder --config_file=experiments/regularization_ladder.py "
            "--options=overfit --seeds=3 --members=baseline,normalization,batchnorm,l2,"
            "dropout,dropout_maxnorm,dropout_maxnorm_maxpool,dropout_maxnorm_strides "
@@ -86,21 +89,21 @@ CLAIMS = [
           "deep_mlp5", _DEEP, "better", ("selu_lecun", "relu_he"), scale=_DEEP_SCALE),
     # Lecture 004: optimizers.
     Claim("004", "momentum optimization goes faster than plain SGD",
-          "mlp_optimizers", _OPT, "better", ("momentum", "sgd"), metric="loss@1",
+          "mlp_optimizers_start", _OPT, "better", ("momentum", "sgd"), metric="loss@1",
           higher_is_better=False, scale=_OPT_SCALE,
           why="the lecture's settings give momentum (lr 0.001, beta 0.9) the same "
               "effective step, lr / (1 - beta) = 0.01, as plain SGD's 0.01"),
     Claim("004", "Nesterov momentum is faster than momentum",
-          "mlp_optimizers", _OPT, "better", ("nesterov", "momentum"), metric="loss@1",
+          "mlp_optimizers_start", _OPT, "better", ("nesterov", "momentum"), metric="loss@1",
           higher_is_better=False, scale=_OPT_SCALE),
     Claim("004", "adaptive methods (Adam) converge faster than SGD",
-          "mlp_optimizers", _OPT, "better", ("adam", "sgd"), metric="loss@1",
+          "mlp_optimizers_start", _OPT, "better", ("adam", "sgd"), metric="loss@1",
           higher_is_better=False, scale=_OPT_SCALE),
     Claim("004", "AdaGrad slows down too much and stops short of the minimum",
-          "mlp_optimizers", _OPT, "better", ("sgd", "adagrad"), metric="loss",
+          "mlp_optimizers_start", _OPT, "better", ("sgd", "adagrad"), metric="loss",
           higher_is_better=False, scale=_OPT_SCALE),
     Claim("004", "Nadam is often a bit better than Adam",
-          "mlp_optimizers", _OPT, "better", ("nadam", "adam"), scale=_OPT_SCALE),
+          "mlp_optimizers_start", _OPT, "better", ("nadam", "adam"), scale=_OPT_SCALE),
     # Lecture 004: schedules.
     Claim("004", "1cycle converges fastest (training loss after 20 epochs, vs constant)",
           "mlp_schedules", _SCHED, "better", ("1cycle_low", "constant"), metric="loss",
@@ -114,7 +117,7 @@ CLAIMS = [
           "mlp_schedules", _SCHED, "better", ("plateau", "constant"), scale=_SCHED_SCALE),
     # Lecture 004: MC dropout.
     Claim("004", "MC dropout matches the single pass (0.8568 vs 0.8577 in the lecture)",
-          "mlp_regularization", _REG, "as_good",
+          "mlp_regularization_start", _REG, "as_good",
           ("dropout:mc_dropout_test_accuracy", "dropout:test_accuracy"), scale=_REG_SCALE),
     # Lecture 002: BatchNorm on the small CNN.
     Claim("002", "BatchNorm makes the small CNN train faster (validation accuracy, epoch 1)",
