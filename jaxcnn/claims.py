@@ -31,6 +31,7 @@ import importlib.util
 import json
 import math
 import os
+import sys
 from typing import Any, Sequence
 
 from absl import app
@@ -268,16 +269,37 @@ def define_flags() -> None:
   flags.DEFINE_string("out", "", "Markdown file to write (default: <root>/claims.md).")
 
 
+class ClaimsError(ValueError):
+  """The claims cannot be judged (no runs where they were looked for)."""
+
+
+def run(claims_file: str, root: str, out: str = "") -> str:
+  """Judges every claim of ``claims_file`` on the runs under ``root``.
+
+  Writes the table to ``out`` (default ``<root>/claims.md``) and returns it.
+
+  Raises:
+    ClaimsError: ``root`` does not exist; the message lists the commands
+      that make its runs.
+  """
+  claims = load_claims(claims_file)
+  if not os.path.isdir(root):
+    commands = "\n  ".join(dict.fromkeys(c.command for c in claims))
+    raise ClaimsError(f"No runs under {root}: train the ladders first:\n  {commands}")
+  text = to_markdown([evaluate(c, root) for c in claims])
+  with open(out or os.path.join(root, "claims.md"), "w") as fh:
+    fh.write(text)
+  return text
+
+
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
-  rows = [evaluate(c, f.root) for c in load_claims(f.claims_file)]
-  text = to_markdown(rows)
-  out = f.out or os.path.join(f.root, "claims.md")
-  with open(out, "w") as fh:
-    fh.write(text)
-  print(text)
+  try:
+    print(run(f.claims_file, f.root, f.out))
+  except ClaimsError as e:
+    sys.exit(f"error: {e}")
 
 
 def _main() -> None:

@@ -109,3 +109,11 @@ def test_a_reason_is_printed_only_with_a_claim_that_did_not_hold():
           for c, v in (("held", claims.REPRODUCED), ("failed", claims.NOT_REPRODUCED))]
   table = claims.to_markdown(rows)
   assert "**reproduced**" in table and "**not reproduced: the reason**" in table
+
+
+def test_no_runs_yet_says_which_commands_make_them(tmp_path):
+  with pytest.raises(claims.ClaimsError, match=r"No runs under .*nowhere.*\n  python -m jaxcnn"):
+    claims.run("experiments/claims/lectures.py", str(tmp_path / "nowhere"))
+  table = claims.run("experiments/claims/lectures.py", str(tmp_path))  # Exists, empty.
+  assert table.count("**not run**") == table.count("\n| 00")
+  assert (tmp_path / "claims.md").read_text() == table
