@@ -67,6 +67,53 @@ def fashion_mnist_data_dir(tmp_path_factory):
   return data_dir
 
 
+@pytest.fixture(scope="session")
+def digits_dir(tmp_path_factory):
+  """A TFDS data dir with scikit-learn's digits prepared (offline, about a second).
+
+  Read only by the tests: one per session (per xdist worker).
+  """
+  from jaxcnn import data as data_lib  # pylint: disable=g-import-not-at-top
+  data_dir = str(tmp_path_factory.mktemp("tfds_digits"))
+  data_lib.prepare("sklearn_digits", data_dir=data_dir)
+  return data_dir
+
+
+@pytest.fixture
+def synchronous_saves(monkeypatch):
+  """Every checkpoint save finishes before the loop goes on.
+
+  ``tfds.testing.mock_data`` swaps in a fake file system while a dataset is
+  opened (every validation and test pass too); an asynchronous Orbax save
+  running at that moment would write into it.
+  """
+  from jaxcnn import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
+  save = checkpoint_lib.Checkpointer.save
+
+  def save_and_wait(self, *args, **kwargs):
+    result = save(self, *args, **kwargs)
+    self.wait()
+    return result
+  monkeypatch.setattr(checkpoint_lib.Checkpointer, "save", save_and_wait)
+
+
+@pytest.fixture
+def mock_fashion_mnist(tmp_path_factory, synchronous_saves):
+  """Defaults on mock Fashion-MNIST (160 examples, 32 held out), inside mock_data."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from jaxcnn import config as config_lib  # pylint: disable=g-import-not-at-top
+  del synchronous_saves
+  root = tmp_path_factory.mktemp("mock")
+  with tfds.testing.mock_data(num_examples=160, policy=tfds.testing.MockPolicy.USE_CODE):
+    c = config_lib.defaults()
+    c.dataset.name = "fashion_mnist"
+    c.dataset.data_dir = str(root / "tfds")
+    c.dataset.mirror_dir = str(root / "no-mirror")
+    c.dataset.validation_split = 32
+    c.training.progress_bar = False
+    yield c
+
+
 @pytest.fixture
 def signal_at_step(monkeypatch):
   """Arms a signal sent to this process just before the N-th train step call.

@@ -19,7 +19,6 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
-from jaxcnn import checkpoint as checkpoint_lib  # noqa: E402
 from jaxcnn import config as config_lib  # noqa: E402
 from jaxcnn import data as data_lib  # noqa: E402
 from jaxcnn import models  # noqa: E402
@@ -51,18 +50,13 @@ def shrink(config, image_size):
 
 
 @pytest.fixture(autouse=True)
-def synchronous_checkpoints(monkeypatch):
+def synchronous_checkpoints(synchronous_saves):
   """Saves finish before the next TFDS read.
 
   ``mock_data`` swaps in a fake file system while a dataset is opened; an
   asynchronous Orbax save running at that moment would write into it.
   """
-  save = checkpoint_lib.Checkpointer.save
-
-  def save_and_wait(self, *args, **kwargs):
-    save(self, *args, **kwargs)
-    self.wait()
-  monkeypatch.setattr(checkpoint_lib.Checkpointer, "save", save_and_wait)
+  del synchronous_saves  # tests/conftest.py
 
 
 def test_configs_cut_the_lecture_split_from_the_one_train_split():

@@ -11,7 +11,6 @@ import json
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -118,14 +117,6 @@ def test_plot_depth_statistics_writes_a_png(tmp_path):
   fig = visualize.plot_depth_statistics(stats, title="t", path=path)
   assert path.exists() and len(fig.axes) == 3
   assert fig.axes[1].get_yscale() == "log"
-
-
-@pytest.fixture(scope="module")
-def digits_dir(tmp_path_factory):
-  from jaxcnn import data as data_lib
-  data_dir = str(tmp_path_factory.mktemp("tfds_digits"))
-  data_lib.prepare("sklearn_digits", data_dir=data_dir)
-  return data_dir
 
 
 def _digits_config(data_dir, depth_diagnostics):

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from jaxcnn import checkpoint as checkpoint_lib
 from jaxcnn import config as config_lib
 from jaxcnn import lr_find
 from jaxcnn import optim
@@ -149,14 +148,7 @@ def _digests(workdir):
   return out
 
 
-def test_mode_writes_its_files_and_leaves_the_training_state(tmp_path, monkeypatch):
-  save = checkpoint_lib.Checkpointer.save
-
-  def save_and_wait(self, *args, **kwargs):  # mock_data: saves finish in its scope
-    result = save(self, *args, **kwargs)
-    self.wait()
-    return result
-  monkeypatch.setattr(checkpoint_lib.Checkpointer, "save", save_and_wait)
+def test_mode_writes_its_files_and_leaves_the_training_state(tmp_path, synchronous_saves):
   workdir = str(tmp_path / "run")
   with tfds.testing.mock_data(num_examples=160, policy=tfds.testing.MockPolicy.USE_CODE):
     # A sweep in a fresh folder writes its two files and nothing else.

@@ -11,7 +11,6 @@ from jaxcnn import models
 from jaxcnn import optim
 from jaxcnn import parallel
 from jaxcnn import state as state_lib
-from jaxcnn import train
 
 
 def _per_device(state, batch):

@@ -13,7 +13,6 @@ import pytest
 
 from jaxcnn import checkpoint as checkpoint_lib
 from jaxcnn import config as config_lib
-from jaxcnn import data as data_lib
 from jaxcnn import models
 from jaxcnn.data import digits
 from jaxcnn import parallel
@@ -32,13 +31,6 @@ from jaxcnn import train
 RTOL, ATOL = 1e-4, 1e-5
 TOLERANCE = {"loop": (RTOL, ATOL), "vmap": (1e-3, 3e-4)}
 OPT_STATE_TOLERANCE = {"loop": (RTOL, ATOL), "vmap": (3e-2, 3e-3)}
-
-
-@pytest.fixture(scope="module")
-def digits_dir(tmp_path_factory):
-  data_dir = str(tmp_path_factory.mktemp("tfds_digits"))
-  data_lib.prepare("sklearn_digits", data_dir=data_dir)
-  return data_dir
 
 
 def tiny_config(data_dir, population=3, vary="", mode="auto"):

@@ -11,9 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
-from jaxcnn import checkpoint as checkpoint_lib
 from jaxcnn import config as config_lib
 from jaxcnn import data as data_lib
 from jaxcnn import models
@@ -133,26 +131,6 @@ def test_bn_momentum_reaches_every_preset_batch_norm_layer():
   flat = x.reshape(16, -1)
   np.testing.assert_allclose(updated["batch_stats"]["batch_normalization"]["mean"],
                              0.1 * flat.mean(0), rtol=1e-4, atol=1e-6)
-
-
-@pytest.fixture
-def mock_fashion_mnist(tmp_path_factory, monkeypatch):
-  save = checkpoint_lib.Checkpointer.save
-
-  def save_and_wait(self, *args, **kwargs):
-    result = save(self, *args, **kwargs)
-    self.wait()
-    return result
-  monkeypatch.setattr(checkpoint_lib.Checkpointer, "save", save_and_wait)
-  root = tmp_path_factory.mktemp("mock")
-  with tfds.testing.mock_data(num_examples=160, policy=tfds.testing.MockPolicy.USE_CODE):
-    c = config_lib.defaults()
-    c.dataset.name = "fashion_mnist"
-    c.dataset.data_dir = str(root / "tfds")
-    c.dataset.mirror_dir = str(root / "no-mirror")
-    c.dataset.validation_split = 32
-    c.training.progress_bar = False
-    yield c
 
 
 def test_run_recomputes_before_checkpoint_and_test_and_warns_without(

@@ -16,7 +16,6 @@ import pytest
 
 from jaxcnn import checkpoint as checkpoint_lib
 from jaxcnn import config as config_lib
-from jaxcnn import data as data_lib
 from jaxcnn import models
 from jaxcnn import parallel
 from jaxcnn import precision
@@ -285,13 +284,6 @@ def test_old_config_json_resumes_and_a_changed_precision_is_refused(tmp_path):
 
 
 # ------------------------------------------------------------------ the loop
-
-
-@pytest.fixture(scope="module")
-def digits_dir(tmp_path_factory):
-  data_dir = str(tmp_path_factory.mktemp("tfds_digits"))
-  data_lib.prepare("sklearn_digits", data_dir=data_dir)
-  return data_dir
 
 
 def loop_config(data_dir, prec="float16", **training):

@@ -28,7 +28,6 @@ from jaxcnn import optim
 from jaxcnn import parallel
 from jaxcnn import state as state_lib
 from jaxcnn import train
-from jaxcnn import state as state_lib
 
 # Mock splits: with USE_CODE there is no split metadata, so tf.data counts
 # the examples, and the mock ignores slices: the validation and test parts

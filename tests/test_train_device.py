@@ -37,13 +37,6 @@ IMAGE_TOL = 1e-6
 RTOL, ATOL = 1e-4, 1e-5
 
 
-@pytest.fixture(scope="module")
-def digits_dir(tmp_path_factory):
-  data_dir = str(tmp_path_factory.mktemp("tfds_digits"))
-  data_lib.prepare("sklearn_digits", data_dir=data_dir)
-  return data_dir
-
-
 def tiny_config(data_dir, device_cache="off", steps_per_call=1, population=1):
   """cnn_small_bn + dropout: 8 steps of 16 per epoch, 2 epochs."""
   c = config_lib.defaults()

@@ -43,13 +43,6 @@ AUGMENTATION = {"rotation_range": 15.0, "width_shift_range": 0.1,
                 "horizontal_flip": True}
 
 
-@pytest.fixture(scope="module")
-def digits_dir(tmp_path_factory):
-  data_dir = str(tmp_path_factory.mktemp("tfds_digits"))
-  data_lib.prepare("sklearn_digits", data_dir=data_dir)
-  return data_dir
-
-
 def tiny_config(data_dir, steps_per_call=1, population=1, epochs=2):
   """cnn_small_bn + dropout, augmented on the device: 8 steps of 16 per epoch."""
   c = config_lib.defaults()

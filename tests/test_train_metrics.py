@@ -1,9 +1,9 @@
 """What the loop logs: Keras' loss with the penalty, data_loss, eval-mode training metrics.
 
-``tfds.testing.mock_data`` (random Fashion-MNIST-shaped examples; the mock
-ignores slices, so every part holds all MOCK_EXAMPLES): the numbers are
-checked against independent computations from the parameters, not against
-the data's meaning. Four fake CPU devices (conftest).
+``tfds.testing.mock_data`` (conftest's ``mock_fashion_mnist``: random
+Fashion-MNIST-shaped examples; the mock ignores slices, so every part holds
+all 160): the numbers are checked against independent computations from the
+parameters, not against the data's meaning. Four fake CPU devices (conftest).
 """
 
 import json
@@ -12,9 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
-from jaxcnn import checkpoint as checkpoint_lib
 from jaxcnn import config as config_lib
 from jaxcnn import data as data_lib
 from jaxcnn import models
@@ -23,29 +21,6 @@ from jaxcnn import parallel
 from jaxcnn import state as state_lib
 from jaxcnn import train
 
-MOCK_EXAMPLES = 160
-
-
-@pytest.fixture
-def mock_fashion_mnist(tmp_path_factory, monkeypatch):
-  """Mock Fashion-MNIST for one test; saves made synchronous (see test_train.py)."""
-  save = checkpoint_lib.Checkpointer.save
-
-  def save_and_wait(self, *args, **kwargs):
-    result = save(self, *args, **kwargs)
-    self.wait()
-    return result
-  monkeypatch.setattr(checkpoint_lib.Checkpointer, "save", save_and_wait)
-  root = tmp_path_factory.mktemp("mock")
-  with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES,
-                              policy=tfds.testing.MockPolicy.USE_CODE):
-    c = config_lib.defaults()
-    c.dataset.name = "fashion_mnist"
-    c.dataset.data_dir = str(root / "tfds")
-    c.dataset.mirror_dir = str(root / "no-mirror")
-    c.dataset.validation_split = 32
-    c.training.progress_bar = False
-    yield c
 
 
 def _l2_by_hand(params, l2):

@@ -12,23 +12,13 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
-from jaxcnn import checkpoint as checkpoint_lib  # noqa: E402
 from jaxcnn import config as config_lib  # noqa: E402
-from jaxcnn import data as data_lib  # noqa: E402
 from jaxcnn.data import digits  # noqa: E402
 from jaxcnn import models  # noqa: E402
 from jaxcnn.models import freezing  # noqa: E402
 from jaxcnn import state as state_lib  # noqa: E402
 from jaxcnn import train  # noqa: E402
 from jaxcnn import transfer  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def digits_dir(tmp_path_factory):
-  """A TFDS data dir with sklearn_digits prepared (offline, about a second)."""
-  data_dir = str(tmp_path_factory.mktemp("tfds_digits"))
-  data_lib.prepare("sklearn_digits", data_dir=data_dir)
-  return data_dir
 
 
 def digits_config(data_dir, model="cnn_small_bn", **model_overrides):

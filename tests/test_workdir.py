@@ -16,17 +16,9 @@ import pytest
 
 from jaxcnn import checkpoint as checkpoint_lib
 from jaxcnn import config as config_lib
-from jaxcnn import data as data_lib
 from jaxcnn import state as state_lib
 from jaxcnn import train
 from jaxcnn import workdir as workdir_lib
-
-
-@pytest.fixture(scope="module")
-def digits_dir(tmp_path_factory):
-  data_dir = str(tmp_path_factory.mktemp("tfds_digits"))
-  data_lib.prepare("sklearn_digits", data_dir=data_dir)
-  return data_dir
 
 
 def tiny_config(data_dir, num_epochs=2):
