@@ -8,6 +8,7 @@ import errno
 import glob
 import json
 import os
+import re
 import signal
 
 import jax
@@ -76,7 +77,10 @@ def test_a_flipped_bit_in_the_latest_checkpoint_is_caught_and_the_run_redone(
   capfd.readouterr()
   state, history = train.train_and_evaluate(config, workdir)
   out = capfd.readouterr()
-  assert "checkpoint step 16 is unreadable (CorruptCheckpointError)" in out.out
+  # Where the 64 bytes land in Orbax's (compressed) chunks varies with the
+  # write order: a read error or, if they still decode, the digest check
+  # (pinned on its own in tests/test_checkpoint.py). Either way: caught.
+  assert re.search(r"checkpoint step 16 is unreadable \(\w+\)", out.out)
   assert "Event loop is closed" not in out.out + out.err
   assert len(glob.glob(os.path.join(workdir, "checkpoints", "corrupt", "16-*"))) == 1
   assert "Resumed from" in out.out and "at step 8 " in out.out
