@@ -147,3 +147,98 @@ def test_overlay_plot_is_written(tmp_path):
   fig = visualize.plot_class_heatmap(images, result, class_names=["dark", "bright"],
                                      path=path, dpi=50)
   assert os.path.getsize(path) > 1000 and len(fig.axes) == 6
+
+
+# ------------------------------------------------ heads made by models.from_layer
+
+
+def _hand_built_two_convs():
+  """:func:`_hand_built` with a 1x1 identity conv after the first: the same logits.
+
+  Three entry points for ``models.from_layer`` (after conv2d, after
+  conv2d_1, at the Dense), and a two-layer base for freezing.
+  """
+  model = models.create({"name": "sequential", "layers": [
+      {"type": "conv2d", "filters": 2, "kernel_size": 3, "padding": "same",
+       "activation": "relu"},
+      {"type": "conv2d", "filters": 2, "kernel_size": 1},  # linear: no ReLU kink at 0
+      {"type": "global_average_pooling2d"},
+      {"type": "dense", "units": 2}]})
+  _, hand = _hand_built()
+  params = dict(hand["params"])
+  params["conv2d_1"] = {"kernel": np.eye(2, dtype=np.float32).reshape(1, 1, 2, 2),
+                        "bias": np.zeros(2, np.float32)}
+  init = model.init(jax.random.PRNGKey(0), jnp.zeros((1, SIZE, SIZE, 1)))
+  assert jax.tree.map(np.shape, params) == jax.tree.map(np.shape, dict(init["params"]))
+  return model, {"params": params}
+
+
+def _numpy_grad_cam(params, images, classes):
+  """Grad-CAM of the hand-built model written out in numpy, from the image.
+
+  The conv is a 3x3 'same' correlation (zero padding) + ReLU; global average
+  pooling then Dense is linear, so d y_c / d A_ijk = kernel[k, c] / (h * w).
+  """
+  kernel, bias = params["conv2d"]["kernel"], params["conv2d"]["bias"]
+  padded = np.pad(images[..., 0].astype(np.float64), ((0, 0), (1, 1), (1, 1)))
+  maps = np.zeros((len(images), SIZE, SIZE, 2))
+  for di in range(3):
+    for dj in range(3):
+      maps += padded[:, di:di + SIZE, dj:dj + SIZE, None] * kernel[di, dj, 0]
+  maps = np.maximum(maps + bias, 0.0)
+  weights = params["dense"]["kernel"][:, classes].T / SIZE ** 2
+  cam = np.maximum(np.einsum("nhwc,nc->nhw", maps, weights), 0.0)
+  return maps, weights, cam / cam.max(axis=(1, 2), keepdims=True)
+
+
+def test_heads_made_by_from_layer_get_the_whole_models_heatmap():
+  """Grad-CAM from the image through base + head, at a conv layer of the base."""
+  from jaxcnn.models import freezing
+  model, variables = _hand_built_two_convs()
+  images = np.stack([_image(q, seed=q) for q in range(4)])
+  classes = np.array([BRIGHT, DARK, BRIGHT, DARK])
+  maps, weights, cam = _numpy_grad_cam(variables["params"], images, classes)
+  # Feature extraction's train model: conv2d and conv2d_1 frozen, so its
+  # stop_gradient sits after the pooling (the base's last layer), between
+  # both convs and the logits.
+  train_model = freezing.train_model_for(model, variables["params"], ("conv2d", "conv2d_1"))
+  assert train_model.frozen_prefix == 3
+  heads = {"whole": model, **{f"from_layer({k})": models.from_layer(model, k)
+                              for k in (1, 2, 3)},
+           "frozen train model from_layer(3)": models.from_layer(train_model, 3)}
+  for what, head in heads.items():
+    for layer in ("conv2d", 0, None):  # None: the last conv, conv2d_1 (the identity)
+      result = visualize.class_heatmap(head, variables, images, layer=layer,
+                                       class_index=classes)
+      assert result.layer == ("conv2d_1" if layer is None else "conv2d"), what
+      np.testing.assert_allclose(result.feature_maps, maps, rtol=1e-5, atol=1e-6,
+                                 err_msg=what)
+      np.testing.assert_allclose(result.weights, weights, rtol=1e-5, err_msg=what)
+      np.testing.assert_allclose(result.heatmap, cam, rtol=1e-5, atol=1e-6, err_msg=what)
+    predicted = visualize.class_heatmap(head, variables, images, layer="conv2d")
+    assert [_quadrant(h) for h in predicted.heatmap] == [0, 1, 2, 3], what
+  # Central finite differences of the plain model's layers after conv2d, at
+  # the numpy feature maps, against the head's weights.
+  result = visualize.class_heatmap(heads["from_layer(3)"], variables, images[:1],
+                                   layer="conv2d", class_index=BRIGHT)
+  after = lambda a: np.asarray(model.apply(variables, a.astype(np.float32), start=1),  # noqa: E731
+                               np.float64)
+  eps = 1e-2
+  for k in range(2):
+    plus, minus = maps[:1].copy(), maps[:1].copy()
+    plus[0, 4:8, 10:14, k] += eps  # 16 positions: the mean gradient times 16
+    minus[0, 4:8, 10:14, k] -= eps
+    grad = (after(plus)[0, BRIGHT] - after(minus)[0, BRIGHT]) / (2 * eps) / 16
+    np.testing.assert_allclose(grad, result.weights[0, k], rtol=1e-2)
+
+
+def test_a_from_layer_head_given_features_instead_of_images_is_a_clear_error():
+  model, variables = _hand_built_two_convs()
+  images = np.stack([_image(0), _image(3)])
+  head = models.from_layer(model, 2)
+  features = model.apply(variables, images, stop=2)  # what the head trains on
+  with pytest.raises(ValueError, match=r"input of shape \(2, 16, 16, 2\) does not fit layer "
+                     r"'conv2d': this model enters at layer 2 \('global_average_pooling2d', "
+                     r"models.from_layer\).*give the images the base takes, not the "
+                     r"outputs of layer 'conv2d_1'"):
+    visualize.class_heatmap(head, variables, features, layer="conv2d")

@@ -15,6 +15,13 @@ and averages the weighted channels rather than summing them; the mean is
 the sum over C, which the normalization removes. The model runs in
 inference mode (dropout off, BatchNorm moving statistics), split at the
 layer with ``model.apply(start=, stop=)``.
+
+Always the whole model, from the image: a head made by
+``models.from_layer(model, k)`` (feature extraction's, whose inputs are the
+outputs of layer ``k - 1``) shares the whole model's variables, so its
+heatmap is computed from layer 0, and a conv layer of the frozen base can
+be chosen. A ``FrozenBaseSequential`` (the train model of a frozen base)
+runs without its ``stop_gradient``, which would zero the base's gradients.
 """
 
 from __future__ import annotations
@@ -76,6 +83,35 @@ def _layer_index(model: nn.Module, layer: str | int | None) -> int:
   return names.index(layer)
 
 
+def _whole(model: nn.Module) -> nn.Module:
+  """``model`` entered at layer 0, gradients through every layer (same variables)."""
+  changes = {}
+  if getattr(model, "input_layer", 0):
+    changes["input_layer"] = 0  # models.from_layer's head: the base runs too.
+  if getattr(model, "frozen_prefix", 0):
+    changes["frozen_prefix"] = 0  # Its stop_gradient would zero a base layer's weights.
+  return model.clone(**changes) if changes else model
+
+
+def _check_images(model: nn.Module, entered_at: int, variables, x: jax.Array,
+                  stop: int) -> None:
+  """A clear error when ``x`` is not what layer 0 takes (e.g. a head's features)."""
+  try:
+    jax.eval_shape(lambda v, a: model.apply(v, a, train=False, start=0, stop=stop),
+                   variables, x)
+  except Exception as e:  # noqa: BLE001  (flax's shape errors have no common base)
+    names = model.layer_names
+    if entered_at:
+      hint = (f"this model enters at layer {entered_at} ({names[entered_at]!r}, "
+              "models.from_layer), but class_heatmap runs the whole model from the image: "
+              "give the images the base takes, not the outputs of layer "
+              f"{names[entered_at - 1]!r}.")
+    else:
+      hint = "give images shaped as the model was trained on."
+    raise ValueError(f"class_heatmap: input of shape {tuple(x.shape)} does not fit layer "
+                     f"{names[0]!r}: {hint} ({type(e).__name__}: {e})") from e
+
+
 def _scores(logits: jax.Array, class_index: jax.Array) -> jax.Array:
   """Each image's score for its class; a 1-unit binary model's classes are -z and z."""
   if logits.shape[-1] == 1:
@@ -88,14 +124,20 @@ def class_heatmap(model: nn.Module, variables: Mapping[str, Any],
                   class_index: int | Sequence[int] | None = None) -> ClassHeatmap:
   """Grad-CAM heatmaps of ``images`` at a layer (lecture 003's class activation map).
 
+  The heatmap is the whole model's, from the image, also for a head made
+  by ``models.from_layer(model, k)`` (feature extraction's): its layers
+  ``[:k]`` run too, and ``layer`` may be one of them (a conv layer of the
+  frozen base).
+
   Args:
-    model: a jaxcnn Sequential model returning logits.
-    variables: its variables.
+    model: a jaxcnn Sequential model returning logits (a
+      ``models.from_layer`` head or a ``FrozenBaseSequential`` too).
+    variables: its variables (the whole model's).
     images: one image (H, W, C) or a batch (N, H, W, C), preprocessed as
-      the model was trained.
-    layer: a layer name (``'conv2d_1'``), an index into ``model.layers``, or
-      None for the last conv layer (the lecture's choice). The layer's
-      output must be (N, h, w, C).
+      the model was trained; images, also for a ``from_layer`` head.
+    layer: a layer name (``'conv2d_1'``), an index into ``model.layers`` (all
+      of them, from layer 0), or None for the last conv layer (the
+      lecture's choice). The layer's output must be (N, h, w, C).
     class_index: the class of every heatmap, one per image, or None for
       each image's predicted class.
 
@@ -104,14 +146,19 @@ def class_heatmap(model: nn.Module, variables: Mapping[str, Any],
 
   Raises:
     ValueError: not a Sequential model, no conv layer, an unknown layer
-      (the message lists the conv layers), or a layer without spatial output.
+      (the message lists the conv layers), a layer without spatial output,
+      or images that layer 0 cannot take (for a ``from_layer`` head: the
+      head's features given instead of images).
   """
   k = _layer_index(model, layer)
   name = model.layers[k].name
   x = jnp.asarray(images, jnp.float32)
   if x.ndim == 3:
     x = x[None]
-  features = model.apply(variables, x, train=False, stop=k + 1)
+  entered_at = getattr(model, "input_layer", 0)
+  model = _whole(model)
+  _check_images(model, entered_at, variables, x, k + 1)
+  features = model.apply(variables, x, train=False, start=0, stop=k + 1)
   if features.ndim != 4:
     raise ValueError(f"layer {name!r} outputs shape {features.shape}; a heatmap needs "
                      "(N, h, w, channels): choose a conv or pooling layer.")
