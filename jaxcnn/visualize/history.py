@@ -3,7 +3,12 @@
 A history is Keras' ``History.history``: a dict of per-epoch lists under
 ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy`` and ``lr``. The training
 loop writes the same dict to ``<workdir>/history.json``; every function here
-takes either.
+takes either. jaxcnn's histories may also hold ``data_loss`` (the
+cross-entropy without the regularization penalty that Keras' ``loss``
+includes) and, with ``training.eval_train``, ``train_eval_loss`` /
+``train_eval_accuracy`` (the training part scored in evaluation mode:
+dropout off, BatchNorm's moving statistics); the figures draw them where
+present, ``data_loss`` only where it differs from ``loss``.
 """
 
 from __future__ import annotations
@@ -124,6 +129,18 @@ def _smoothed(history: dict[str, Any], smooth: float | None) -> dict[str, Any]:
           for k, v in history.items()}
 
 
+def _data_loss_differs(history: Mapping[str, Any]) -> bool:
+  """Whether ``data_loss`` is there and differs from ``loss`` (a penalty was added).
+
+  Without a penalty the train step adds 0 to the cross-entropy, so the two
+  lists are equal to the bit; a second line would only hide the first.
+  """
+  data_loss, loss = _series(history, "data_loss"), _series(history, "loss")
+  if data_loss is None:
+    return False
+  return loss is None or not np.array_equal(data_loss, loss, equal_nan=True)
+
+
 def _plot(ax, history: Mapping[str, Any], key: str, *args: Any, **kwargs: Any) -> list:
   """Plots the per-epoch series ``key`` against epochs 1..N; nothing if absent."""
   values = _series(history, key)
@@ -144,11 +161,21 @@ def plot_history(history: HistoryLike, *, style: str = "twin", show_lr: bool = F
                  path: PathLike | None = None, dpi: int = 100) -> Figure:
   """Accuracy and loss of one run, train vs validation.
 
+  Where the history has them, two more training curves are drawn:
+  ``train_eval_accuracy`` / ``train_eval_loss`` (``training.eval_train``: the
+  training part in evaluation mode, beside the train-mode curves that
+  understate a model with dropout) and ``data_loss`` (the cross-entropy
+  without the penalty Keras' ``loss`` includes), the latter only where it
+  differs from ``loss``. A population's history (``members`` and
+  ``<metric>_std``) draws each mean with a ±std band.
+
   Args:
     history: anything :func:`load_history` takes.
     style: 'twin' (lecture 002's ``plot_history``: accuracy solid on the left
-      axis, loss dashed on a twin right axis) or 'panels' (lecture 003:
-      accuracy and loss side by side, training as dots, validation as a line).
+      axis, loss dashed on a twin right axis; train C0, validation C1,
+      train-eval C2, data_loss dotted C0) or 'panels' (lecture 003: accuracy
+      and loss side by side, training as dots, validation as a line;
+      train-eval a green dashed line, data_loss hollow dots).
     show_lr: add a panel with the learning rate per epoch (log scale), when
       the history has 'lr'.
     smooth: draw every metric but 'lr' smoothed by :func:`smooth_curve` with this
@@ -164,7 +191,9 @@ def plot_history(history: HistoryLike, *, style: str = "twin", show_lr: bool = F
   """
   if style not in _STYLES:
     raise ValueError(f"unknown style {style!r}; valid styles: {_STYLES}")
-  h = _smoothed(load_history(history), smooth)
+  raw = load_history(history)
+  with_data_loss = _data_loss_differs(raw)
+  h = _smoothed(raw, smooth)
   with_lr = show_lr and _series(h, "lr") is not None
   width, height = (8.0, 5.0) if style == "twin" else (12.0, 4.5)
   n_main = 1 if style == "twin" else 2
@@ -174,19 +203,29 @@ def plot_history(history: HistoryLike, *, style: str = "twin", show_lr: bool = F
   if style == "twin":
     ax = axes[0]
     # Train in C0, validation in C1, as pandas draws lecture 002's DataFrame.
+    # The training part in evaluation mode in C2; data_loss dotted beside loss.
     lines = _plot(ax, h, "accuracy", color="C0", label="accuracy")
     lines += _plot(ax, h, "val_accuracy", color="C1", label="val_accuracy")
+    lines += _plot(ax, h, "train_eval_accuracy", color="C2", label="train_eval_accuracy")
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy")
     twin = ax.twinx()
     lines += _plot(twin, h, "loss", color="C0", linestyle="--", label="loss")
+    if with_data_loss:
+      lines += _plot(twin, h, "data_loss", color="C0", linestyle=":", label="data_loss")
     lines += _plot(twin, h, "val_loss", color="C1", linestyle="--", label="val_loss")
+    lines += _plot(twin, h, "train_eval_loss", color="C2", linestyle="--",
+                   label="train_eval_loss")
     twin.set_ylabel("loss")
     ax.legend(lines, [line.get_label() for line in lines], loc="center right")
   else:
     for ax, metric in zip(axes, ("accuracy", "loss")):
       _plot(ax, h, metric, "bo", label=f"training {metric}")
+      if metric == "loss" and with_data_loss:
+        _plot(ax, h, "data_loss", "o", color="b", markerfacecolor="none",
+              label="training data loss (no penalty)")
       _plot(ax, h, f"val_{metric}", "b-", label=f"validation {metric}")
+      _plot(ax, h, f"train_eval_{metric}", "g--", label=f"training {metric} (eval mode)")
       ax.set_title(f"Training and validation {metric}")
       ax.set_xlabel("epoch")
       ax.set_ylabel(metric)
@@ -215,12 +254,14 @@ def plot_histories(runs: Mapping[str, HistoryLike], *,
 
   Each run has its own colour; validation is the solid line, training the
   dashed one (lecture 002 compares the small CNN with and without BatchNorm
-  this way).
+  this way). Where a run has them, the training part in evaluation mode
+  (``train_<metric>`` -> ``train_eval_<metric>``) is dotted and, in the loss
+  panel, ``data_loss`` (where it differs from ``loss``) dash-dotted.
 
   Args:
     runs: run name -> anything :func:`load_history` takes (a dict, a workdir).
     metrics: base metric names ('accuracy', 'loss', 'lr'); each panel draws
-      ``metric`` and ``val_metric`` where present.
+      ``metric``, ``val_metric`` and ``train_eval_metric`` where present.
     smooth: draw every metric but 'lr' smoothed by :func:`smooth_curve` with
       this factor (lecture 003 uses 0.8); None or 0 draws the raw values.
     title: figure title.
@@ -234,13 +275,14 @@ def plot_histories(runs: Mapping[str, HistoryLike], *,
     raise ValueError("runs is empty: give {'name': history_or_workdir, ...}")
   if not metrics:
     raise ValueError("metrics is empty: give e.g. ('accuracy', 'loss')")
-  histories = {name: _smoothed(load_history(source), smooth)
-               for name, source in runs.items()}
+  raw = {name: load_history(source) for name, source in runs.items()}
+  with_data_loss = {name: _data_loss_differs(h) for name, h in raw.items()}
+  histories = {name: _smoothed(h, smooth) for name, h in raw.items()}
   available = sorted({k.removeprefix("val_") for h in histories.values() for k in h
                        if _series(h, k) is not None})
   for metric in metrics:
     if not any(_series(h, k) is not None for h in histories.values()
-               for k in (metric, f"val_{metric}")):
+               for k in (metric, f"val_{metric}", f"train_eval_{metric}")):
       raise ValueError(f"no run has metric {metric!r}; available metrics: {available}")
   fig = new_figure(5.0 * len(metrics), 4.5, dpi)
   axes = fig.subplots(1, len(metrics), squeeze=False)[0]
@@ -249,6 +291,10 @@ def plot_histories(runs: Mapping[str, HistoryLike], *,
       color = f"C{i % 10}"
       _plot(ax, h, f"val_{metric}", color=color, label=f"{name} validation")
       _plot(ax, h, metric, color=color, linestyle="--", label=f"{name} train")
+      _plot(ax, h, f"train_eval_{metric}", color=color, linestyle=":",
+            label=f"{name} train (eval mode)")
+      if metric == "loss" and with_data_loss[name]:
+        _plot(ax, h, "data_loss", color=color, linestyle="-.", label=f"{name} train data loss")
     if metric == "lr":
       ax.set_yscale("log")
     ax.set_title(metric)

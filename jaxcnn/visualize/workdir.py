@@ -11,11 +11,12 @@ images come through the input pipeline of the config given, which
 ``--mode=visualize`` resolves once (``jaxcnn.run.workdir_config``: the
 workdir's own ``config.json``, so the dataset and normalization are the ones
 the model was trained with, with this machine's data location). A model
-without conv layers (an MLP) gets its training curves only.
+without conv layers (an MLP) gets its training curves (and depth diagnostics) only.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from typing import Any, Mapping, Sequence
@@ -30,6 +31,7 @@ from jaxcnn.visualize import _tree
 from jaxcnn.visualize._figure import finish, new_figure
 from jaxcnn.visualize.activations import feature_maps, plot_feature_maps
 from jaxcnn.visualize.classic import plot_classic_kernels
+from jaxcnn.visualize.depth import plot_depth_statistics
 from jaxcnn.visualize.filters import _is_conv, conv_kernel, plot_filters
 from jaxcnn.visualize.heatmaps import class_heatmap, plot_class_heatmap
 from jaxcnn.visualize.history import HISTORY_FILE, load_history, plot_history
@@ -43,6 +45,9 @@ _FEATURE_MAP_TYPES = ("conv2d", "max_pooling2d", "average_pooling2d")
 # filter patterns of four conv layers (one per VGG16 block).
 _MAX_FEATURE_MAP_LAYERS = 8
 _MAX_PATTERN_LAYERS = 4
+# Depth diagnostics: initialization, the last epoch and evenly spaced epochs
+# between them, as many lines as one panel can tell apart.
+_MAX_DEPTH_EPOCHS = 6
 
 
 def conv_layer_names(model: nn.Module, variables: Mapping[str, Any]) -> list[str]:
@@ -175,6 +180,38 @@ def _plot_curves(out: _Output, workdir: str, title: str, dpi: int) -> None:
                         title=title, dpi=dpi), "history.png")
 
 
+def depth_epochs(rows: Sequence[Mapping[str, Any]],
+                 max_lines: int = _MAX_DEPTH_EPOCHS) -> dict[str, Mapping[str, Any]]:
+  """``{label: row}`` of ``depth_diagnostics.json``'s rows to draw, by epoch.
+
+  Every epoch when there are at most ``max_lines``; else the first
+  (initialization), the last and evenly spaced epochs between them.
+  """
+  rows = sorted(rows, key=lambda r: r["epoch"])
+  picked = sorted({int(i) for i in np.linspace(0, len(rows) - 1, min(len(rows), max_lines))
+                   .round()}) if rows else []
+  return {("initialization" if rows[i]["epoch"] == 0 else f"epoch {rows[i]['epoch']}"): rows[i]
+          for i in picked}
+
+
+def _plot_depth(out: _Output, workdir: str, title: str, population: bool, dpi: int) -> None:
+  """``depth_diagnostics.png`` when the run logged ``training.depth_diagnostics``."""
+  # Imported here: it pulls jaxcnn.parallel, which the plots do not need.
+  from jaxcnn import diagnostics  # pylint: disable=g-import-not-at-top
+  path = os.path.join(workdir, diagnostics.JSON_FILE)
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    rows = json.load(f)
+  if not rows:
+    print(f"Note: {path} holds no epoch yet: no depth diagnostics figure.")
+    return
+  # train.fit computes them for member 0 of a population only.
+  title = f"{title}: depth diagnostics" + (" (member 0)" if population else "")
+  out.save(plot_depth_statistics(depth_epochs(rows), title=title, dpi=dpi),
+           "depth_diagnostics.png")
+
+
 def _pattern_layer_list(pattern_layers: Sequence[str] | str | None, convs: Sequence[str],
                         model_name: str) -> list[str]:
   """The conv layers whose filter patterns are drawn; default the first four."""
@@ -259,7 +296,13 @@ def plot_workdir(config: ml_collections.ConfigDict | None, workdir: str, *,
 
   * ``history.png``: accuracy and loss per epoch, train vs validation (from
     ``history.json``; lecture 003's two panels), and the learning rate when
-    a schedule changed it.
+    a schedule changed it; the training part in evaluation mode
+    (``training.eval_train``) and ``data_loss`` (where a penalty makes it
+    differ from ``loss``) where the history has them.
+  * ``depth_diagnostics.png``: when the run logged
+    ``training.depth_diagnostics`` (``depth_diagnostics.json``), the std per
+    layer of activations and gradients at initialization and after up to
+    five epochs (lecture 004's vanishing gradients; a population's member 0).
   * ``filters_<layer>.png``: the kernels of the first conv layer (one tile
     per filter) and of the second (one tile per input/output pair), as in
     lecture 002.
@@ -277,7 +320,8 @@ def plot_workdir(config: ml_collections.ConfigDict | None, workdir: str, *,
   * ``classic_kernels.png``: the Gaussian, gradient and GIMP kernels on a
     photograph (lectures 002 and 003); needs scikit-learn for the photo.
 
-  A model without conv layers gets ``history.png`` only (a note says so).
+  A model without conv layers gets ``history.png`` and
+  ``depth_diagnostics.png`` only (a note says so).
 
   Args:
     config: the workdir's config, used as given (``--mode=visualize`` passes
@@ -318,11 +362,14 @@ def plot_workdir(config: ml_collections.ConfigDict | None, workdir: str, *,
   model, variables, _ = state.load_for_inference(workdir, member=member)
   out = _Output(os.path.join(workdir, PLOTS_DIR,
                              *([f"member_{member}"] if member is not None else [])))
-  _plot_curves(out, workdir, f"{config.model.name} on {config.dataset.name}", dpi)
+  title = f"{config.model.name} on {config.dataset.name}"
+  _plot_curves(out, workdir, title, dpi)
+  _plot_depth(out, workdir, title, config.get("training", {}).get("population", 1) > 1, dpi)
   convs = conv_layer_names(model, variables)
   if not convs:
-    print(f"Note: {config.model.name} has no conv layers: only the training curves are "
-          "drawn (filters, feature maps and filter patterns need a CNN).")
+    print(f"Note: {config.model.name} has no conv layers: only the training curves (and "
+          "depth diagnostics) are drawn (filters, feature maps and filter patterns need a "
+          "CNN).")
     return out.report()
   pattern_layers = _pattern_layer_list(pattern_layers, convs, config.model.name)
   for name in convs[:2]:
