@@ -255,8 +255,8 @@ def plot_histories(runs: Mapping[str, HistoryLike], *,
   Each run has its own colour; validation is the solid line, training the
   dashed one (lecture 002 compares the small CNN with and without BatchNorm
   this way). Where a run has them, the training part in evaluation mode
-  (``train_<metric>`` -> ``train_eval_<metric>``) is dotted and, in the loss
-  panel, ``data_loss`` (where it differs from ``loss``) dash-dotted.
+  (``train_eval_<metric>``) is dotted and, in the loss panel, ``data_loss``
+  (where it differs from ``loss``) dash-dotted.
 
   Args:
     runs: run name -> anything :func:`load_history` takes (a dict, a workdir).
