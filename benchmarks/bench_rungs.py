@@ -13,7 +13,9 @@ one ``train.fit`` compiles (``train._make_train_step``), called on the
 inputs ``train.fit`` feeds it (``data.device.calls`` of epoch 0: host
 batches, or device rows and K-step stacks where the feed plan says so) at
 the config's batch size and image shape. Each member is warmed up first
-(``--warmup`` calls; the first compiles, its seconds are recorded apart).
+(``--warmup`` calls, their seconds recorded apart): both of the first two
+calls compile (with ``jax_log_compiles`` the second compiles the program
+again for the state the first one returned), so the default is 2.
 Then every round times ``--steps`` steps of each member in turn, the first
 member rotating from round to round, so that load from other processes
 falls on every member alike; only medians and per-round ratios are
@@ -144,7 +146,8 @@ def build_rung(ladder: ladder_lib.Ladder, member: str, workdir: str, *, seeds: i
 def flops_per_call(rung: Rung) -> float | None:
   """XLA's FLOP count of the rung's compiled step on its first inputs (None: unknown).
 
-  On GPUs convolutions are library calls that XLA counts as zero FLOPs.
+  The count is of one device's program (its share of the batch). On GPUs
+  convolutions are library calls that XLA counts as zero FLOPs.
   """
   try:
     cost = rung.step.lower(rung.state, rung.inputs[0][1]).compile().cost_analysis()
@@ -242,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   p.add_argument("--steps", type=int, default=0,
                  help="steps timed per member per round (0: one epoch of the config)")
   p.add_argument("--warmup", type=int, default=2,
-                 help="untimed calls per member first (the first compiles)")
+                 help="untimed calls per member first (the first two compile)")
   p.add_argument("--calls", type=int, default=4,
                  help="distinct inputs per member (epoch 0's first calls), cycled")
   p.add_argument("--seeds", type=int, default=0,
