@@ -28,7 +28,10 @@ the load average.
   flock /tmp/jaxcnn-heavy.lock nice -n 0 python benchmarks/bench_rungs.py \
       --config_file=experiments/regularization_ladder.py --options=overfit \
       --members=dropout_maxnorm,dropout_maxnorm_maxpool,dropout_maxnorm_strides \
-      --rounds=7 --out=workdirs/claims/bench/pooling.json
+      --rounds=11 --steps=24 --out=workdirs/claims/bench/pooling.json
+
+(BENCHMARKS.md has its figures; ``--seeds=3`` times the populations the
+claims' ladder trains.)
 
 ``--quick``: 2 rounds of 2 steps after two warm-up calls (a test).
 """
@@ -45,6 +48,7 @@ import json
 import os
 import platform as platform_lib
 import shlex
+import shutil
 import statistics
 import sys
 import tempfile
@@ -286,6 +290,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     info[m]["flops_per_step"] = None if flops is None else flops / rung.inputs[0][0]
     print(f"[bench_rungs] built {m} ({ladder.config_string(m)})", flush=True)
     rungs.append(rung)
+  if not a.workdir:
+    shutil.rmtree(scratch, ignore_errors=True)  # config.json files; the data stay in memory
   steps = a.steps or rungs[0].steps_per_epoch
   load_start = _loadavg()
   timed = time_rungs(rungs, rounds=a.rounds, steps=steps, warmup=a.warmup,

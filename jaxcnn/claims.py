@@ -372,12 +372,14 @@ def run(claims_file: str, root: str, out: str = "") -> str:
 
   Raises:
     ClaimsError: ``root`` does not exist; the message lists the commands
-      that make its runs.
+      that make its runs and benchmarks.
   """
   claims = load_claims(claims_file)
   if not os.path.isdir(root):
-    commands = "\n  ".join(dict.fromkeys(c.command for c in claims))
-    raise ClaimsError(f"No runs under {root}: train the ladders first:\n  {commands}")
+    commands = "\n  ".join(dict.fromkeys(
+        c.benchmark_command if c.benchmark else c.command for c in claims))
+    raise ClaimsError(f"No runs under {root}: train the ladders and run the benchmarks "
+                      f"first:\n  {commands}")
   text = to_markdown([evaluate(c, root) for c in claims])
   with open(out or os.path.join(root, "claims.md"), "w") as fh:
     fh.write(text)

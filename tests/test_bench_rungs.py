@@ -68,7 +68,7 @@ def tiny_ladder(tmp_path, digits_dir):
 def test_quick_run_writes_a_json_that_claims_judge(tmp_path, tiny_ladder):
   out = tmp_path / "claims" / "bench" / "pooling.json"
   result = bench_rungs.main([f"--config_file={tiny_ladder}", "--members=plain,maxpool,strides",
-                             "--quick", f"--workdir={tmp_path / 'scratch'}", f"--out={out}"])
+                             "--quick", f"--out={out}"])
   saved = json.loads(out.read_text())
   assert saved["members"].keys() == result["members"].keys() == {"plain", "maxpool", "strides"}
   assert saved["rounds"] == 2 and saved["steps"] == 2 and saved["jax"] == jax.__version__
