@@ -1,4 +1,4 @@
-r"""The lectures' claims, each put to the test on ladder runs with several seeds.
+r"""The lectures' claims, put to the test on ladder runs with several seeds (speed: benchmarks).
 
 A claim (:class:`Claim`) names the ladder runs it rests on (rungs of a
 ``python -m jaxcnn.ladder ... --seeds=N`` output folder), the metric, and
@@ -71,7 +71,8 @@ class Claim:
   Attributes:
     lecture: the lecture's number, e.g. ``'004'``.
     words: the claim, in the lecture's words (short, English).
-    ladder: the ladder's output folder, relative to the claims root.
+    ladder: the ladder's output folder, relative to the claims root (the
+      table names ``benchmark`` instead where the claim has one).
     command: the command that made the runs.
     kind: 'better' (``rungs[0]`` beats ``rungs[1]``), 'ranking' (best
       first), 'as_good' (no difference beyond noise), 'faster' (``rungs[0]``
