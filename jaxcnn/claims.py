@@ -1,4 +1,4 @@
-r"""The lectures' claims, each put to the test on ladder runs with several seeds.
+r"""The lectures' claims, put to the test on ladder runs with several seeds (speed: benchmarks).
 
 A claim (:class:`Claim`) names the ladder runs it rests on (rungs of a
 ``python -m jaxcnn.ladder ... --seeds=N`` output folder), the metric, and
@@ -13,15 +13,29 @@ into one of:
 - ``inconclusive``: within noise, or fewer than two seeds.
 
 A ranking is reproduced when every neighbouring pair is, and not
-reproduced when any neighbouring pair is reversed beyond noise. Speed
-claims compare one timing per rung (a population's members train in one
-program, so there is no per-seed time): "faster" needs at least
-:data:`MUCH_FASTER` times the speed, "as fast" within :data:`AS_FAST`.
+reproduced when any neighbouring pair is reversed beyond noise.
+
+Speed claims ('faster', 'as_fast') are judged from a benchmark where the
+claim names one (:attr:`Claim.benchmark`: the JSON that
+``benchmarks/bench_rungs.py`` writes, which times the rungs' real train
+steps side by side in interleaved rounds): the ratio of the slow rung's
+step time to the fast one's, over the rounds (:func:`speed_verdict`).
+"faster" is reproduced when every round's ratio is at least
+:data:`MUCH_FASTER`, not reproduced when every round's is at most 1; "as
+fast" is reproduced when every round's is within :data:`AS_FAST` either
+way, not reproduced when every round's is outside; otherwise inconclusive.
+Without a benchmark the fallback compares one training time per rung (the
+ladder's ``epoch_time`` after the first epoch, made beside whatever else
+ran; a population's members train in one program, so there is no per-seed
+time), and the table says so.
 
 Launch (writes the table RESULTS.md's claims section is pasted from)::
 
   python -m jaxcnn.claims --claims_file=experiments/claims/lectures.py \
       --root=workdirs/claims --out=workdirs/claims/claims.md
+
+The ladders' and benchmarks' commands are each claim's ``command`` and
+``benchmark_command``.
 """
 
 from __future__ import annotations
@@ -39,10 +53,11 @@ from absl import flags
 
 from jaxcnn import ladder as ladder_lib
 
-# "much faster": at least this ratio of training times.
+# "much faster": at least this ratio of training (step) times.
 MUCH_FASTER = 2.0
-# "as fast": training times within this ratio of each other.
+# "as fast": training (step) times within this ratio of each other.
 AS_FAST = 1.5
+SPEED_KINDS = ("faster", "as_fast")
 
 KINDS = ("better", "ranking", "as_good", "faster", "as_fast")
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_RUN = (
@@ -56,7 +71,8 @@ class Claim:
   Attributes:
     lecture: the lecture's number, e.g. ``'004'``.
     words: the claim, in the lecture's words (short, English).
-    ladder: the ladder's output folder, relative to the claims root.
+    ladder: the ladder's output folder, relative to the claims root (the
+      table names ``benchmark`` instead where the claim has one).
     command: the command that made the runs.
     kind: 'better' (``rungs[0]`` beats ``rungs[1]``), 'ranking' (best
       first), 'as_good' (no difference beyond noise), 'faster' (``rungs[0]``
@@ -69,6 +85,12 @@ class Claim:
     scale: the runs' scale, as said in the table (data, epochs, seeds).
     why: the reason a claim does not hold here, where it can be shown (the
       table prints it only when the verdict is not 'reproduced').
+    benchmark: speed kinds only: a ``benchmarks/bench_rungs.py`` JSON,
+      relative to the claims root, whose members include both rungs; the
+      verdict then comes from its per-round step-time ratios
+      (:func:`speed_verdict`). Empty: the one-timing fallback from the
+      ladder's runs.
+    benchmark_command: the command that writes ``benchmark``.
   """
   lecture: str
   words: str
@@ -80,10 +102,15 @@ class Claim:
   higher_is_better: bool = True
   scale: str = ""
   why: str = ""
+  benchmark: str = ""
+  benchmark_command: str = ""
 
   def __post_init__(self):
     if self.kind not in KINDS:
       raise ValueError(f"Claim kind {self.kind!r} is not one of {KINDS}.")
+    if self.benchmark and self.kind not in SPEED_KINDS:
+      raise ValueError(f"A benchmark times steps: only {SPEED_KINDS} claims name one, "
+                       f"not a {self.kind!r} claim.")
     if len(self.rungs) < 2 or (self.kind != "ranking" and len(self.rungs) != 2):
       raise ValueError(f"A {self.kind!r} claim compares "
                        f"{'two or more' if self.kind == 'ranking' else 'two'} rungs, "
@@ -160,23 +187,58 @@ def compare(a: Sequence[float], b: Sequence[float], names: tuple[str, str],
   return Comparison(names[0], names[1], diff, ladder_lib.welch(list(a), list(b)))
 
 
+def speed_verdict(kind: str, low: float, high: float) -> str:
+  """A speed claim's verdict from the slow/fast time ratio's range over rounds.
+
+  Args:
+    kind: 'faster' or 'as_fast'.
+    low: the smallest per-round ratio (slow rung's time / fast rung's).
+    high: the largest.
+
+  Returns:
+    'faster': reproduced when the whole range is >= :data:`MUCH_FASTER`, not
+    reproduced when it is all <= 1, else inconclusive. 'as_fast': reproduced
+    when the whole range is within :data:`AS_FAST` either way, not
+    reproduced when it lies entirely outside (all above ``AS_FAST`` or all
+    below ``1 / AS_FAST``), else inconclusive.
+  """
+  if kind == "faster":
+    return (REPRODUCED if low >= MUCH_FASTER else
+            NOT_REPRODUCED if high <= 1.0 else INCONCLUSIVE)
+  if kind == "as_fast":
+    if 1 / AS_FAST <= low and high <= AS_FAST:
+      return REPRODUCED
+    return NOT_REPRODUCED if low > AS_FAST or high < 1 / AS_FAST else INCONCLUSIVE
+  raise ValueError(f"{kind!r} is not a speed claim kind {SPEED_KINDS}.")
+
+
 def verdict(claim: Claim, values: dict[str, list[float]],
-            times: dict[str, float] | None = None) -> tuple[str, str]:
+            times: dict[str, float] | None = None,
+            ratio: dict[str, Any] | None = None) -> tuple[str, str]:
   """``(verdict, statistic)`` of ``claim`` given each rung's per-seed values.
 
   Args:
     claim: the claim.
     values: rung -> its seeds' values of ``claim.metric``.
-    times: rung -> training seconds ('faster' and 'as_fast' claims).
+    times: rung -> training seconds ('faster' and 'as_fast' claims without a
+      benchmark: the one-timing fallback).
+    ratio: the benchmark's slow/fast step-time ratio (``median``, ``min``,
+      ``max``, ``rounds``), which a speed claim is judged on when given.
   """
-  if claim.kind in ("faster", "as_fast"):
+  if claim.kind in SPEED_KINDS:
     fast, slow = claim.rungs
-    ratio = times[slow] / times[fast]
-    text = f"{slow} / {fast} training time = {ratio:.2f}x (one timing per rung)"
+    if ratio is not None:
+      text = (f"{slow} / {fast} step time = {ratio['median']:.2f}x median, "
+              f"{ratio['min']:.2f}-{ratio['max']:.2f}x over {len(ratio['rounds'])} "
+              f"interleaved rounds (benchmark)")
+      return speed_verdict(claim.kind, ratio["min"], ratio["max"]), text
+    one = times[slow] / times[fast]
+    text = (f"{slow} / {fast} training time = {one:.2f}x (fallback: one timing per "
+            f"rung, no benchmark)")
     if claim.kind == "faster":
-      return (REPRODUCED if ratio >= MUCH_FASTER else
-              NOT_REPRODUCED if ratio <= 1.0 else INCONCLUSIVE), text
-    return (REPRODUCED if 1 / AS_FAST <= ratio <= AS_FAST else NOT_REPRODUCED), text
+      return (REPRODUCED if one >= MUCH_FASTER else
+              NOT_REPRODUCED if one <= 1.0 else INCONCLUSIVE), text
+    return (REPRODUCED if 1 / AS_FAST <= one <= AS_FAST else NOT_REPRODUCED), text
   if min(len(values[r]) for r in claim.rungs) < 2:
     return INCONCLUSIVE, "fewer than two seeds: no test"
   if claim.kind == "as_good":
@@ -209,8 +271,33 @@ def _rung(spec: str) -> tuple[str, str]:
   return member, metric
 
 
+def _evaluate_benchmark(claim: Claim, root: str) -> dict[str, Any]:
+  """A speed claim's row from its benchmark JSON (``root/claim.benchmark``)."""
+  path = os.path.join(root, claim.benchmark)
+  row = {"lecture": claim.lecture, "claim": claim.words, "ladder": claim.benchmark,
+         "command": claim.benchmark_command, "scale": claim.scale, "why": claim.why}
+  if not os.path.exists(path):
+    return {**row, "result": f"missing: {path}", "verdict": NOT_RUN, "statistic": ""}
+  bench = _read(path)
+  members = bench["members"]
+  missing = [r for r in claim.rungs if r not in members]
+  if missing:
+    return {**row, "result": f"missing: {', '.join(missing)} in {path} (members: "
+            f"{', '.join(members)})", "verdict": NOT_RUN, "statistic": ""}
+  fast, slow = claim.rungs
+  result, statistic = verdict(claim, {}, ratio=bench["ratios"][f"{slow}/{fast}"])
+  flags = " ".join(bench.get("cpu", {}).get("flags", [])) or "-"
+  shown = "; ".join(f"{r}: {1e3 * members[r]['step_seconds']['median']:.1f} ms"
+                    for r in claim.rungs)
+  return {**row, "result": f"train step time, median of {bench['rounds']} interleaved "
+          f"rounds of {bench['steps']} steps ({bench['backend']}, CPU flags {flags}, "
+          f"JAX {bench['jax']}): {shown}", "verdict": result, "statistic": statistic}
+
+
 def evaluate(claim: Claim, root: str) -> dict[str, Any]:
-  """One table row for ``claim`` from the runs under ``root/claim.ladder``."""
+  """One table row for ``claim``: from its benchmark, else the runs under ``root/claim.ladder``."""
+  if claim.benchmark:
+    return _evaluate_benchmark(claim, root)
   folder = os.path.join(root, claim.ladder)
   missing = [r for r in claim.rungs
              if not os.path.exists(os.path.join(folder, _rung(r)[0], "results.json"))]
@@ -224,8 +311,12 @@ def evaluate(claim: Claim, root: str) -> dict[str, Any]:
             for r in claim.rungs}
   times = {r: training_time(os.path.join(folder, _rung(r)[0])) for r in claim.rungs}
   result, statistic = verdict(claim, values, times)
-  shown = (f"{r}: {times[r]:.0f} s" if claim.kind in ("faster", "as_fast")
-           else f"{r}: {_mean_std(values[r])}" for r in claim.rungs)
+  if claim.kind in SPEED_KINDS:
+    return {**row, "result": "training time after epoch 1, one timing per rung "
+            "(fallback, no benchmark): " + "; ".join(f"{r}: {times[r]:.0f} s"
+                                                    for r in claim.rungs),
+            "verdict": result, "statistic": statistic}
+  shown = (f"{r}: {_mean_std(values[r])}" for r in claim.rungs)
   return {**row, "result": f"{claim.metric}, n={len(values[claim.rungs[0]])}: "
           + "; ".join(shown), "verdict": result, "statistic": statistic}
 
@@ -233,7 +324,7 @@ def evaluate(claim: Claim, root: str) -> dict[str, Any]:
 def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
   """The claims table, one row per claim, then each experiment's command and scale."""
   lines = ["| lecture | claim | runs | result: mean ± std [95% CI] | verdict "
-           "| statistic (Welch's t-test) |",
+           "| statistic (Welch's t-test; speed: time ratio) |",
            "| --- | --- | --- | --- | --- | --- |"]
   experiments: dict[str, tuple[str, str]] = {}
   for r in rows:
@@ -243,7 +334,9 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
     verdict_cell = r["verdict"] + (f": {why}" if why else "")
     lines.append(f"| {r['lecture']} | {r['claim']} | {r['ladder']} | {r['result']} | "
                  f"**{verdict_cell}** | {r['statistic']} |")
-  lines += ["", "Runs (each rung a population of seeds; `jaxcnn.ladder --seeds`):", ""]
+  lines += ["", "Runs (each rung a population of seeds; `jaxcnn.ladder --seeds`) and "
+            "benchmarks (`benchmarks/bench_rungs.py`: the rungs' train steps timed in "
+            "interleaved rounds):", ""]
   lines += [f"- {name}: `{command}` ({scale})" for name, (command, scale) in experiments.items()]
   return "\n".join(lines) + "\n"
 
@@ -280,12 +373,14 @@ def run(claims_file: str, root: str, out: str = "") -> str:
 
   Raises:
     ClaimsError: ``root`` does not exist; the message lists the commands
-      that make its runs.
+      that make its runs and benchmarks.
   """
   claims = load_claims(claims_file)
   if not os.path.isdir(root):
-    commands = "\n  ".join(dict.fromkeys(c.command for c in claims))
-    raise ClaimsError(f"No runs under {root}: train the ladders first:\n  {commands}")
+    commands = "\n  ".join(dict.fromkeys(
+        c.benchmark_command if c.benchmark else c.command for c in claims))
+    raise ClaimsError(f"No runs under {root}: train the ladders and run the benchmarks "
+                      f"first:\n  {commands}")
   text = to_markdown([evaluate(c, root) for c in claims])
   with open(out or os.path.join(root, "claims.md"), "w") as fh:
     fh.write(text)

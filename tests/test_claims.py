@@ -1,5 +1,6 @@
 """Claims: verdicts from seeds' values, against scipy's Welch test by hand."""
 
+import dataclasses
 import json
 import os
 
@@ -51,6 +52,68 @@ def test_as_good_speed_and_single_seed_rules():
   assert claims.verdict(claim(), {"a": [0.9], "b": [0.1]})[0] == claims.INCONCLUSIVE
   with pytest.raises(ValueError, match="compares two rungs"):
     claim("better", ("a", "b", "c"))
+
+
+def ratio(low, high, median=None, rounds=7):
+  """A benchmark's slow/fast ratio summary, as bench_rungs.py writes it."""
+  median = (low + high) / 2 if median is None else median
+  return {"median": median, "min": low, "max": high, "rounds": [median] * rounds}
+
+
+@pytest.mark.parametrize("kind,low,high,expected", [
+    # 'faster' (MUCH_FASTER = 2): the whole range at or above 2x; all at or below 1x.
+    ("faster", 2.0, 3.5, claims.REPRODUCED),
+    ("faster", 1.8, 3.5, claims.INCONCLUSIVE),     # a round below 2x
+    ("faster", 1.2, 1.9, claims.INCONCLUSIVE),     # faster, not much faster
+    ("faster", 0.9, 1.1, claims.INCONCLUSIVE),     # straddles 1x
+    ("faster", 0.5, 1.0, claims.NOT_REPRODUCED),   # never faster
+    # 'as_fast' (AS_FAST = 1.5): within [1/1.5, 1.5] throughout; entirely outside.
+    ("as_fast", 0.7, 1.4, claims.REPRODUCED),
+    ("as_fast", 1 / 1.5, 1.5, claims.REPRODUCED),  # the bounds themselves
+    ("as_fast", 1.3, 1.7, claims.INCONCLUSIVE),    # straddles 1.5x
+    ("as_fast", 0.5, 0.8, claims.INCONCLUSIVE),    # straddles 1/1.5
+    ("as_fast", 1.6, 9.0, claims.NOT_REPRODUCED),  # the slow rung always > 1.5x
+    ("as_fast", 0.1, 0.6, claims.NOT_REPRODUCED),  # the "fast" rung always > 1.5x slower
+    ("as_fast", 0.5, 2.0, claims.INCONCLUSIVE),    # straddles both bounds
+])
+def test_speed_verdict_from_the_ratio_range_over_rounds(kind, low, high, expected):
+  assert claims.speed_verdict(kind, low, high) == expected
+  verdict, text = claims.verdict(claim(kind), {}, ratio=ratio(low, high))
+  assert verdict == expected
+  assert f"b / a step time = {(low + high) / 2:.2f}x median" in text
+  assert f"{low:.2f}-{high:.2f}x over 7 interleaved rounds (benchmark)" in text
+
+
+def test_a_benchmark_wins_over_the_one_timing_fallback():
+  times = {"a": 10.0, "b": 45.0}  # one timing: 4.5x, reproduced ...
+  assert claims.verdict(claim("faster"), {}, times)[0] == claims.REPRODUCED
+  assert "fallback" in claims.verdict(claim("faster"), {}, times)[1]
+  # ... but the interleaved rounds straddle 2x.
+  assert claims.verdict(claim("faster"), {}, times, ratio(1.5, 4.5))[0] == claims.INCONCLUSIVE
+  with pytest.raises(ValueError, match="only .* claims name one"):
+    claim("better", benchmark="bench/x.json")
+  with pytest.raises(ValueError, match="not a speed claim"):
+    claims.speed_verdict("better", 1.0, 2.0)
+
+
+def test_speed_row_from_a_benchmark_json(tmp_path):
+  bench = {"rounds": 3, "steps": 24, "backend": "cpu", "jax": "0.10.2",
+           "cpu": {"flags": ["avx2", "avx512f"]},
+           "members": {"a": {"step_seconds": {"median": 0.010}},
+                       "b": {"step_seconds": {"median": 0.035}}},
+           "ratios": {"b/a": ratio(3.2, 3.8, 3.5, rounds=3), "a/b": ratio(0.26, 0.31, 0.29, 3)}}
+  os.makedirs(tmp_path / "bench")
+  (tmp_path / "bench" / "p.json").write_text(json.dumps(bench))
+  c = claim("faster", benchmark="bench/p.json", benchmark_command="python benchmarks/x.py")
+  row = claims.evaluate(c, str(tmp_path))  # no ladder runs needed: the JSON alone
+  assert row["verdict"] == claims.REPRODUCED
+  assert row["result"] == ("train step time, median of 3 interleaved rounds of 24 steps "
+                           "(cpu, CPU flags avx2 avx512f, JAX 0.10.2): a: 10.0 ms; b: 35.0 ms")
+  assert row["statistic"] == ("b / a step time = 3.50x median, 3.20-3.80x over 3 "
+                              "interleaved rounds (benchmark)")
+  assert "- bench/p.json: `python benchmarks/x.py`" in claims.to_markdown([row])
+  gone = claims.evaluate(dataclasses.replace(c, benchmark="bench/none.json"), str(tmp_path))
+  assert gone["verdict"] == claims.NOT_RUN and "none.json" in gone["result"]
 
 
 def write_population(workdir, val_acc, train_acc, test_acc):
@@ -112,7 +175,8 @@ def test_a_reason_is_printed_only_with_a_claim_that_did_not_hold():
 
 
 def test_no_runs_yet_says_which_commands_make_them(tmp_path):
-  with pytest.raises(claims.ClaimsError, match=r"No runs under .*nowhere.*\n  python -m jaxcnn"):
+  with pytest.raises(claims.ClaimsError, match=r"No runs under .*nowhere.*\n  python -m jaxcnn"
+                     r"(.|\n)*python benchmarks/bench_rungs.py"):
     claims.run("experiments/claims/lectures.py", str(tmp_path / "nowhere"))
   table = claims.run("experiments/claims/lectures.py", str(tmp_path))  # Exists, empty.
   assert table.count("**not run**") == table.count("\n| 00")

@@ -2,8 +2,10 @@ r"""The lectures' claims about their experiments, as ``jaxcnn.claims`` tests the
 
 Each claim names the ladder output folder its runs are in (under the claims
 root, ``workdirs/claims`` by default), the command that trains them (every
-rung a population of seeds), the rungs compared and the metric. Make the
-runs, then the table:
+rung a population of seeds), the rungs compared and the metric. Speed claims
+name a benchmark instead (``benchmarks/bench_rungs.py``: the rungs' train
+steps timed side by side; its JSON under the same root). Make the runs,
+then the table:
 
   python -m jaxcnn.ladder --config_file=experiments/mlp_activations.py --seeds=3 \
       --out=workdirs/claims/mlp_activations
@@ -44,6 +46,14 @@ _LADDER = ("python -m jaxcnn.ladder --config_file=experiments/regularization_lad
            "--out=workdirs/claims/regularization_overfit")
 _LADDER_SCALE = ("Fashion-MNIST 800 / 200 train / validation, first 1,000 test, cifar_cnn, "
                  "Adam, 8 epochs, 3 seeds")
+_POOL_BENCH = ("python benchmarks/bench_rungs.py "
+               "--config_file=experiments/regularization_ladder.py --options=overfit "
+               "--members=dropout_maxnorm,dropout_maxnorm_maxpool,dropout_maxnorm_strides "
+               "--rounds=11 --steps=24 --out=workdirs/claims/bench/pooling.json")
+_POOL_BENCH_SCALE = ("the ladder rungs' train steps (single runs: cifar_cnn variants, "
+                     "Adam, batch 128 of 28x28x1 Fashion-MNIST), warmed up, then 24 "
+                     "steps of each in turn per round, 11 interleaved rounds, one CPU "
+                     "device beside other jobs; see BENCHMARKS.md")
 _TRANSFER = ("python -m jaxcnn.main --config=experiments/fashion_mnist_pretrain.py "
              "--workdir=workdirs/fashion_mnist_pretrain && python -m jaxcnn.ladder "
              "--config_file=experiments/transfer_digits_ladder.py --seeds=3 "
@@ -142,12 +152,14 @@ CLAIMS = [
           metric="train_eval_accuracy-val_accuracy",
           higher_is_better=False, scale=_LADDER_SCALE),
     Claim("000", "max-pooling trains much faster", "regularization_overfit", _LADDER,
-          "faster", ("dropout_maxnorm_maxpool", "dropout_maxnorm"), scale=_LADDER_SCALE),
+          "faster", ("dropout_maxnorm_maxpool", "dropout_maxnorm"), scale=_POOL_BENCH_SCALE,
+          benchmark="bench/pooling.json", benchmark_command=_POOL_BENCH),
     Claim("000", "max-pooling lowers the accuracy", "regularization_overfit", _LADDER,
           "better", ("dropout_maxnorm", "dropout_maxnorm_maxpool"), scale=_LADDER_SCALE),
     Claim("000", "stride-2 convolutions are as fast as pooling", "regularization_overfit",
           _LADDER, "as_fast", ("dropout_maxnorm_strides", "dropout_maxnorm_maxpool"),
-          scale=_LADDER_SCALE,
+          scale=_POOL_BENCH_SCALE, benchmark="bench/pooling.json",
+          benchmark_command=_POOL_BENCH,
           why="much faster: a stride-2 convolution computes a quarter of the "
               "outputs, where pooling follows a full-resolution convolution"),
     Claim("000", "stride-2 convolutions are less accurate than pooling",
