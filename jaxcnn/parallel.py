@@ -274,6 +274,8 @@ def _bound(step, arrays, consts: int):
   def call(state, rows):
     return step(state, rows, arrays)
   call.lower = lambda state, rows: step.lower(state, rows, arrays)
+  if hasattr(step, "compiled_for_batch"):
+    call.compiled_for_batch = step.compiled_for_batch
   return call
 
 
@@ -577,7 +579,30 @@ def _data_parallel(per_device_fn, donate_argnums=(), batch_axis=0, consts=0):
     return for_batch(batch)(state, batch, *rest)
 
   call.lower = lambda state, batch, *rest: for_batch(batch).lower(state, batch, *rest)
+  call.compiled_for_batch = for_batch
   return call
+
+
+def replicate(tree: Any, num_devices: int | None = None) -> Any:
+  """``tree`` placed as the single-process data-parallel steps return their state.
+
+  A compiled step's outputs are replicated over the batch mesh, and JAX's
+  array types carry that mesh: a state fresh from ``init`` or a restore (one
+  device, no mesh) would make the step's second call compile it again, for
+  the state the first call returned. Placing the state first keeps it to
+  one compilation per run. With several processes (``jax.pmap``, which
+  reshards its inputs) or under ``--debug_nans`` (the one-device path) the
+  tree is returned unchanged.
+
+  Args:
+    tree: a pytree of arrays (a TrainState, a population's stacked state).
+    num_devices: the devices the batches span; default all local devices.
+  """
+  if jax.process_count() > 1 or jax.config.jax_debug_nans:
+    return tree
+  devices = jax.local_devices()[:num_devices or jax.local_device_count()]
+  return jax.device_put(tree, jax.sharding.NamedSharding(
+      batch_mesh(devices), jax.sharding.PartitionSpec()))
 
 
 def _single_device(per_device_fn, donate_argnums=(), batch_axis=0, consts=0):

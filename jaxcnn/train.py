@@ -413,6 +413,7 @@ def fit(setup: Setup, state: TrainState, progress: Progress,
   if setup.feed is None:
     setup = dataclasses.replace(setup, feed=device_lib.plan(config, setup.data))
   train_step = _make_train_step(setup)
+  state = parallel.replicate(state)  # One compilation of the step, not two.
   eval_step = parallel.make_eval_step(
       setup.model, pmap=not jax.config.jax_debug_nans,
       test_time_flip=setup.test_time_flip)

@@ -76,3 +76,29 @@ def test_one_device_step_compiles_no_all_reduce_and_matches_four():
                   jax.tree.leaves((s4.params, s4.batch_stats))):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(float(m1["loss"]), float(m4["loss"]), rtol=1e-5)
+
+
+@pytest.mark.parametrize("devices", [4, 1])
+def test_a_replicated_state_compiles_the_step_once(devices):
+  """The step's outputs carry the batch mesh in their types: a state fresh from
+  init (no mesh) compiles the step a second time for the state the first call
+  returns, unless ``parallel.replicate`` placed it first."""
+  step, state, batch = _train_step_and_inputs(4)
+  batch = jax.tree.map(lambda x: x.reshape((devices, -1) + x.shape[2:]), batch)
+  fresh = step.compiled_for_batch(batch)
+  s = state
+  for _ in range(2):
+    s, _ = step(s, batch)
+  assert fresh._cache_size() == 2  # What replicate avoids.
+
+  step, state, _ = _train_step_and_inputs(4)
+  compiled = step.compiled_for_batch(batch)
+  s = parallel.replicate(state, devices)
+  for _ in range(3):
+    s, _ = step(s, batch)
+  assert compiled._cache_size() == 1
+  # Placement changes no number.
+  again, _ = step(state, batch)
+  placed, _ = step(parallel.replicate(state, devices), batch)
+  for a, b in zip(jax.tree.leaves(again.params), jax.tree.leaves(placed.params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

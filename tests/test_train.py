@@ -341,3 +341,24 @@ def test_eval_step_with_test_time_flip_scores_mean_of_image_and_mirror():
   # And it is not the plain evaluation: the mirror changed the loss.
   plain = parallel.to_host(parallel.make_eval_step(model)(state, batch))
   assert abs(float(plain["loss"]) - float(sums["loss"])) > 1e-4
+
+
+def test_a_run_compiles_its_train_step_once(data_source, tmp_path, monkeypatch):
+  """The state fit starts from is placed where the step returns it
+  (``parallel.replicate``): one compilation for the whole run, not one for the
+  first step and another for the rest."""
+  steps = []
+  make = train._make_train_step
+
+  def recording(setup):
+    step = make(setup)
+    steps.append(step)
+    return step
+  monkeypatch.setattr(train, "_make_train_step", recording)
+  config = data_source.config(num_epochs=2)
+  train.train_and_evaluate(config, str(tmp_path))
+  (step,) = steps
+  batch_shape = (jax.local_device_count(), 32 // jax.local_device_count(), 28, 28, 1)
+  batch = {"image": np.zeros(batch_shape, np.float32),
+           "label": np.zeros(batch_shape[:2], np.int32)}
+  assert step.compiled_for_batch(batch)._cache_size() == 1
