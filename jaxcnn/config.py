@@ -556,10 +556,6 @@ def _validate_population(config: ml_collections.ConfigDict) -> None:
           f"training.population={n}; give one value per member ({lengths}).")
     if key == "seed" and any(v < 0 or not float(v).is_integer() for v in values):
       raise PopulationError(f"population.vary seeds must be integers >= 0; got {values}.")
-  if n > 1 and config.transfer.feature_extraction:
-    raise PopulationError(
-        "training.population > 1 does not combine with "
-        "transfer.feature_extraction; train the members one at a time.")
   if t.population_mode == "vmap" and (problem := _vmap_problem(config)):
     raise PopulationError(problem + ".")
 

@@ -14,6 +14,7 @@ from jaxcnn import models
 from jaxcnn.models.freezing import TransferError
 from jaxcnn import state as state_lib
 from jaxcnn import train
+from jaxcnn import transfer
 
 # A population member and its single run compute the same float32 operations
 # in two compiled programs that XLA may fuse differently: after 8 steps they
@@ -125,13 +126,18 @@ def test_named_source_member_starts_every_member_from_it(digits_dir, population_
                                   source["params"]["conv2d_1"]["kernel"])
 
 
-def test_single_run_source_starts_every_member(digits_dir, population_source, tmp_path):
-  single_source = str(tmp_path / "single_source")
+@pytest.fixture(scope="module")
+def single_source(digits_dir, tmp_path_factory):
+  """A trained single run (2 steps: only its weights matter)."""
+  workdir = str(tmp_path_factory.mktemp("single_source"))
   config = tiny_config(digits_dir)
-  config.training.num_epochs = 1
-  config.dataset.num_train_examples = 48  # 2 steps: only the weights matter here
+  config.dataset.num_train_examples = 48
   config.dataset.validation_split = 16
-  train.train_and_evaluate(config, single_source)
+  train.train_and_evaluate(config, workdir)
+  return workdir
+
+
+def test_single_run_source_starts_every_member(digits_dir, single_source):
   source = state_lib.load_for_inference(single_source)[1]
   states = _start(finetune_config(digits_dir, single_source, population=3))
   for state in states:
@@ -163,3 +169,56 @@ def test_population_source_errors_name_the_key_and_the_size(
     config_lib.validate(finetune_config(digits_dir, population_source, source_member=-2))
   with pytest.raises(config_lib.ConfigError, match=r"transfer.source is empty"):
     config_lib.validate(finetune_config(digits_dir, "", source_member=0))
+
+
+def feature_config(data_dir, source, population=1, source_member=-1):
+  """Feature extraction: the convolutions and BatchNorms frozen, dropout in the head."""
+  c = finetune_config(data_dir, source, population, source_member)
+  c.model.dropout_rate = 0.3
+  c.regularization.freeze = transfer.freeze_before(c.model, "dense")
+  c.transfer.feature_extraction = True
+  c.training.num_epochs = 2
+  return c
+
+
+def test_population_feature_extraction_equals_single_feature_runs(
+    digits_dir, single_source, tmp_path):
+  """One base's cached features, each member's own order, dropout keys and head."""
+  config = feature_config(digits_dir, single_source, population=2)
+  state, history = transfer.train_head_on_features(config, str(tmp_path / "population"))
+  assert state_lib.population_size(state) == 2
+  for i, member_config in enumerate(config_lib.member_configs(config)):
+    single, single_history = transfer.train_head_on_features(
+        member_config, str(tmp_path / f"single{i}"))
+    member = state_lib.member(state, i)
+    assert int(member.step) == int(single.step) == 16
+    assert_trees_close(member.params, single.params)
+    assert_trees_close(member.batch_stats, single.batch_stats)
+    np.testing.assert_allclose(history["members"][i]["loss"], single_history["loss"],
+                               rtol=RTOL)
+    assert history["members"][i]["test_accuracy"] == pytest.approx(
+        single_history["test_accuracy"], abs=0.011)  # one of 100 examples
+  # The heads differ (own seeds); the base is the one source's.
+  assert max_difference(state_lib.member(state, 0).params["dense"],
+                        state_lib.member(state, 1).params["dense"]) > 1e-2
+  np.testing.assert_array_equal(state_lib.member(state, 1).params["conv2d_1"]["kernel"],
+                                state_lib.load_for_inference(single_source)[1]
+                                ["params"]["conv2d_1"]["kernel"])
+
+
+def test_population_feature_extraction_refuses_one_base_per_member(
+    digits_dir, population_source, tmp_path):
+  with pytest.raises(TransferError, match=r"caches one base's features for every member, "
+                     r"but transfer.source .* holds a population of 2.*"
+                     r"transfer.source_member=j, 0 to 1"):
+    transfer.train_head_on_features(feature_config(digits_dir, population_source, 2),
+                                    str(tmp_path / "a"))
+  assert not (tmp_path / "a" / "config.json").exists()
+  # Named, one source member serves every member.
+  config = feature_config(digits_dir, population_source, 2, source_member=1)
+  config.training.num_epochs = 1
+  state, _ = transfer.train_head_on_features(config, str(tmp_path / "b"))
+  source = state_lib.load_for_inference(population_source, member=1)[1]
+  for i in range(2):
+    np.testing.assert_array_equal(state_lib.member(state, i).params["conv2d"]["kernel"],
+                                  source["params"]["conv2d"]["kernel"])
