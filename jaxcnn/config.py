@@ -184,6 +184,10 @@ def defaults() -> ml_collections.ConfigDict:
   c.transfer.source = ""  # '' = none; a jaxcnn workdir or a Keras .h5 weights file
   c.transfer.layers = ()  # layer-name globs to copy; () = all whose names and shapes fit
   c.transfer.feature_extraction = False  # train the head on cached base outputs
+  # Which member of a population workdir source to start from: -1 = member i
+  # for member i of a population of the source's size (seed-matched), and
+  # required otherwise; j >= 0 = member j for the run (every member of it).
+  c.transfer.source_member = -1
 
   c.inference = ml_collections.ConfigDict()
   c.inference.num_samples = 100
@@ -321,6 +325,8 @@ RANGES = (
     Range("training.initial_loss_scale", 1),
     Range("training.loss_scale_period", 1),
     Range("training.steps_per_call", 0, note="0 = auto"),
+    Range("transfer.source_member", -1,
+          note="-1 = seed-matched from a population source of the run's size"),
     Range("inference.num_samples", 1),
     Range("inference.batch_size", 1),
     Range("lr_find.steps", 2),
@@ -403,6 +409,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         f"got {d.validation_from!r}.")
   _check_image_size(d.image_size)
   _check_device_cache(config)
+  _check_transfer(config.transfer)
   _validate_population(config)
   _check_lr_find(config.lr_find)
   return config
@@ -423,6 +430,19 @@ def _check_lr_find(lr: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"'lr_find.stop_factor' must be > 1 (the sweep stops once "
                       f"the smoothed loss exceeds stop_factor x its best); got "
                       f"{lr.stop_factor!r}.")
+
+
+def _check_transfer(transfer: ml_collections.ConfigDict) -> None:
+  """``transfer.source_member`` only with a source (its range is in RANGES).
+
+  Whether the source holds a population, and how many members, is read from
+  the source workdir when the run starts (``state.source_member``).
+  """
+  if transfer.source_member >= 0 and not transfer.source:
+    raise ConfigError(
+        f"'transfer.source_member' is {transfer.source_member} but transfer.source "
+        "is empty: name the population workdir to start from in transfer.source, "
+        "or leave transfer.source_member at -1.")
 
 
 def _check_device_cache(config: ml_collections.ConfigDict) -> None:
@@ -536,10 +556,6 @@ def _validate_population(config: ml_collections.ConfigDict) -> None:
           f"training.population={n}; give one value per member ({lengths}).")
     if key == "seed" and any(v < 0 or not float(v).is_integer() for v in values):
       raise PopulationError(f"population.vary seeds must be integers >= 0; got {values}.")
-  if n > 1 and config.transfer.feature_extraction:
-    raise PopulationError(
-        "training.population > 1 does not combine with "
-        "transfer.feature_extraction; train the members one at a time.")
   if t.population_mode == "vmap" and (problem := _vmap_problem(config)):
     raise PopulationError(problem + ".")
 

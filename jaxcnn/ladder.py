@@ -16,7 +16,11 @@ with ``jaxcnn.main`` too) and which also defines:
 Each member trains in ``<out>/<member>/`` through :func:`jaxcnn.run.run`
 (``mode='train'``, as ``jaxcnn.main`` does), sequentially and in process. A
 member whose ``results.json`` is there and whose ``config.json`` equals the
-config is reused, not retrained. Then ``<out>/results.md``,
+config is reused, not retrained. A member whose ``transfer.source`` names
+another member of the run by its basename (``'workdirs/<member>'``) starts
+from that member's workdir, ``<out>/<member>``, and runs after it
+(:func:`source_member`, :func:`run_order`); with ``--seeds`` a population
+source gives member i to member i (``state.from_pretrained``). Then ``<out>/results.md``,
 ``<out>/results.csv`` and ``<out>/curves.png`` (all members overlaid) are
 written. ``--epochs``, ``--train_examples``, ``--test_examples`` and
 ``--batch_size`` shrink every member by :func:`jaxcnn.config.shrink`.
@@ -200,14 +204,58 @@ def _read_json(path: str) -> Any:
     return json.load(f)
 
 
+def source_member(ladder: Ladder, member: str,
+                  config: ml_collections.ConfigDict) -> str | None:
+  """The other member of the run whose workdir ``member``'s ``transfer.source`` names.
+
+  A source names a member by its basename (``'workdirs/transfer_digits_features'``
+  names ``transfer_digits_features``); only the members this run trains
+  (``ladder.members``, the ``--members`` chosen) count, so a source trained
+  elsewhere (a ladder member left out) stays where the config says.
+  """
+  source = config.transfer.source
+  if not source:
+    return None
+  name = os.path.basename(os.path.normpath(os.path.expanduser(source)))
+  return name if name != member and name in ladder.members else None
+
+
 def member_config(ladder: Ladder, member: str, *,
                   overrides: dict[str, int] | None = None,
-                  seeds: int = 0) -> ml_collections.ConfigDict:
-  """A rung's config: shrunk by ``overrides``, a population of ``seeds`` if > 0."""
+                  seeds: int = 0, out: str | None = None) -> ml_collections.ConfigDict:
+  """A rung's config: shrunk by ``overrides``, a population of ``seeds`` if > 0.
+
+  With ``out``, a ``transfer.source`` naming another member of the run
+  (:func:`source_member`) becomes that member's workdir, ``out/<source>``.
+  """
   config = config_lib.shrink(ladder.get_config(member), **(overrides or {}))
   if seeds:
     config.training.population = seeds
+  source = source_member(ladder, member, config) if out is not None else None
+  if source:
+    config.transfer.source = os.path.join(out, source)
   return config_lib.validate(config)
+
+
+def run_order(ladder: Ladder) -> list[str]:
+  """``ladder.members`` with each member after the member its source names.
+
+  Otherwise in the order given (a stable topological sort).
+
+  Raises:
+    LadderError: members whose sources name each other in a cycle.
+  """
+  needs = {m: source_member(ladder, m, ladder.get_config(m)) for m in ladder.members}
+  order: list[str] = []
+  while len(order) < len(ladder.members):
+    ready = [m for m in ladder.members
+             if m not in order and (needs[m] is None or needs[m] in order)]
+    if not ready:
+      cycle = [m for m in ladder.members if m not in order]
+      raise LadderError("transfer.source of these members names another of them in a "
+                        f"cycle: {', '.join(f'{m} <- {needs[m]}' for m in cycle)}.")
+    order.append(ready[0])
+  return order
 
 
 def run_member(ladder: Ladder, member: str, out: str, *,
@@ -232,7 +280,7 @@ def run_member(ladder: Ladder, member: str, out: str, *,
     LadderError: the workdir holds a run of another config (and not
       ``overwrite``).
   """
-  config = member_config(ladder, member, overrides=overrides, seeds=seeds)
+  config = member_config(ladder, member, overrides=overrides, seeds=seeds, out=out)
   workdir = os.path.join(out, member)
   same = _same_config(workdir, config)
   if same is False:
@@ -526,7 +574,7 @@ def run(config_file: str, out: str, *, members: Sequence[str] | None = None,
   """
   ladder = load(config_file, options=options, members=members)
   os.makedirs(out, exist_ok=True)
-  for i, member in enumerate(ladder.members):
+  for i, member in enumerate(run_order(ladder)):
     t0 = time.time()
     print(f"[ladder] {i + 1}/{len(ladder.members)} {member}", flush=True)
     how = run_member(ladder, member, out, overrides=overrides,

@@ -136,7 +136,9 @@ def with_variables(state: TrainState, variables: Any, tx) -> TrainState:
 
 
 def from_pretrained(config: ml_collections.ConfigDict, model, state: TrainState,
-                    tx, *, verbose: bool = True) -> TrainState:
+                    tx, *, verbose: bool = True,
+                    member_of: tuple[int, int] | None = None,
+                    sources: dict[str, Any] | None = None) -> TrainState:
   """``state`` with the pretrained weights the config names, read once.
 
   ``model.weights_path`` (a Keras file for the whole model, e.g. VGG16's)
@@ -144,17 +146,36 @@ def from_pretrained(config: ml_collections.ConfigDict, model, state: TrainState,
   weights file) copies the layers ``config.transfer.layers`` selects. A state
   with neither is returned unchanged.
 
+  A source workdir that holds a population gives one member's weights:
+  ``transfer.source_member`` when it is set (>= 0), else, for member ``i``
+  of a population of the source's size (``member_of=(i, n)``), member ``i``
+  (seed-matched: fine-tuning seed ``i`` continues the source's seed ``i``).
+
+  Args:
+    config: the single-run config (a population member's own).
+    model: the linen model.
+    state: the initialized state.
+    tx: the optax transformation (its state is made fresh for the weights).
+    verbose: print what was copied.
+    member_of: ``(i, n)`` when ``state`` is member ``i`` of a population of
+      ``n`` (``train.start`` builds a population's members one by one).
+    sources: a dict to keep restored source workdirs in, so a population
+      reads its source once (the caller's, for one build).
+
   Raises:
     FileNotFoundError: no such file or workdir.
     models.freezing.TransferError: the source does not fit (each layer and
-      shape that differs is listed), or leaves a frozen layer random.
+      shape that differs is listed), or leaves a frozen layer random; a
+      population source without a member this run can take (the message
+      names ``transfer.source_member`` and the source's population size).
     models.KerasWeightsError: a ``weights_path`` file that does not fit.
   """
   if not (model.weights_path or config.transfer.source):
     return state
   variables = models.load_pretrained(model, state.variables)
   if config.transfer.source:
-    source = _read_source(config.transfer.source, model, variables)
+    source = _read_source(config.transfer, model, variables, member_of,
+                          {} if sources is None else sources)
     frozen = models.freezing.frozen_layers(model, state.params,
                                            config.regularization.freeze)
     variables, lines = models.pretrained.transfer(
@@ -164,19 +185,81 @@ def from_pretrained(config: ml_collections.ConfigDict, model, state: TrainState,
   return with_variables(state, variables, tx)
 
 
-def _read_source(path: str, model, variables) -> "models.pretrained.Source":
-  path = os.path.expanduser(path)
+def _read_source(transfer: ml_collections.ConfigDict, model, variables,
+                 member_of: tuple[int, int] | None,
+                 sources: dict[str, Any]) -> "models.pretrained.Source":
+  path = os.path.expanduser(transfer.source)
   if os.path.isdir(path):
-    _, source_variables, _ = load_for_inference(path)
+    if path not in sources:
+      sources[path] = _restore(path)[1]
+    state = sources[path]
+    n = population_size(state)
+    j = source_member(path, n, transfer.source_member, member_of)
+    if j is None:
+      return models.pretrained.variables_source(
+          f"jaxcnn workdir {path}", jax.device_get(state.variables))
     return models.pretrained.variables_source(
-        f"jaxcnn workdir {path}", jax.device_get(source_variables))
+        f"jaxcnn workdir {path} (member {j} of its population of {n})",
+        jax.device_get(stack_member_variables(state, j)))
   if os.path.isfile(path):
+    if transfer.source_member > 0:
+      raise models.freezing.TransferError(
+          f"transfer.source_member={transfer.source_member}, but transfer.source "
+          f"{path!r} is a weights file, not a population workdir: leave "
+          "transfer.source_member at -1.")
     return models.pretrained.keras_source(path, model, variables)
   raise FileNotFoundError(
       f"transfer.source {path!r} does not exist. Give a jaxcnn workdir (with "
       "config.json and checkpoints/) or a Keras weights file (.h5 or "
       ".weights.h5); VGG16's ImageNet base is published at "
       f"{models.vgg16.NOTOP_WEIGHTS_URL}")
+
+
+def source_member(path: str, population: int, chosen: int,
+                  member_of: tuple[int, int] | None = None) -> int | None:
+  """Which member of a source workdir a run (or a run's member) starts from.
+
+  Args:
+    path: the source workdir, for the messages.
+    population: the source's members (``population_size``; 0: a single run).
+    chosen: ``transfer.source_member`` (-1: not set).
+    member_of: ``(i, n)`` for member ``i`` of a population of ``n``; None
+      for a single run.
+
+  Returns:
+    The source member's index, or None for a single-run source.
+
+  Raises:
+    models.freezing.TransferError: a member named that the source does not
+      have; a population source and no member named, where the run is not
+      a population of the source's size.
+  """
+  key = "transfer.source_member"
+  if not population:
+    if chosen > 0:
+      raise models.freezing.TransferError(
+          f"{key}={chosen}, but transfer.source {path!r} holds a single run, not a "
+          f"population: leave {key} at -1 (or 0).")
+    return None
+  if chosen >= population:
+    raise models.freezing.TransferError(
+        f"{key}={chosen} is out of range: transfer.source {path!r} holds a population "
+        f"of {population} members; choose 0 to {population - 1}.")
+  if chosen >= 0:
+    return chosen
+  if member_of is not None and member_of[1] == population:
+    return member_of[0]
+  if member_of is None:
+    raise models.freezing.TransferError(
+        f"transfer.source {path!r} holds a population of {population} members: name "
+        f"the one to start from with {key}=j (0 to {population - 1}), or train a "
+        f"population of {population} (training.population={population}), whose "
+        f"member i starts from the source's member i.")
+  raise models.freezing.TransferError(
+      f"transfer.source {path!r} holds a population of {population} members, but this "
+      f"run trains {member_of[1]}: train training.population={population} (member i "
+      f"starts from the source's member i), or start every member from one source "
+      f"member with {key}=j (0 to {population - 1}).")
 
 
 def abstract(config: ml_collections.ConfigDict, meta: dict) -> tuple[Any, TrainState]:
@@ -229,6 +312,12 @@ def load_for_inference(workdir: str, step: int | None = None,
     config.PopulationError: a population workdir without a valid ``member``,
       or a member of a single run other than 0.
   """
+  model, state, config = _restore(workdir, step)
+  return (model, *_select_member(state, config, workdir, member))
+
+
+def _restore(workdir: str, step: int | None = None) -> tuple[Any, TrainState, Any]:
+  """``(model, state, config)`` of a workdir's checkpoint (the latest: step None)."""
   config = read_config(workdir)
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
   try:
@@ -250,7 +339,7 @@ def load_for_inference(workdir: str, step: int | None = None,
       state = ckpt.restore(step, target)[0]
   finally:
     ckpt.close()
-  return (model, *_select_member(state, config, workdir, member))
+  return model, state, config
 
 
 def _select_member(state: TrainState, config, workdir: str, member: int | None):

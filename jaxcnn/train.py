@@ -296,12 +296,18 @@ def _scratch(setup: Setup) -> TrainState:
 
 
 def _pretrained(setup: Setup, scratch: TrainState) -> TrainState:
-  """``state.from_pretrained`` for the single state or for each member."""
+  """``state.from_pretrained`` for the single state or for each member.
+
+  Member ``i`` of a population whose ``transfer.source`` is a population
+  workdir of as many members starts from the source's member ``i``
+  (``state.source_member``); the source is restored once for all members.
+  """
   if not setup.members:
     return state_lib.from_pretrained(setup.config, setup.model, scratch, setup.tx)
+  n, sources = len(setup.members), {}
   return state_lib.stack([
       state_lib.from_pretrained(m.config, setup.model, state_lib.member(scratch, i),
-                                m.tx, verbose=i == 0)
+                                m.tx, verbose=i == 0, member_of=(i, n), sources=sources)
       for i, m in enumerate(setup.members)])
 
 

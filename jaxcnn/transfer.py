@@ -11,6 +11,12 @@ keys), which is why this equals end-to-end training with the frozen base, at
 the cost of one forward pass per image (the lecture's 8,192 features per
 150x150 image for VGG16).
 
+A population (``training.population > 1``) trains its members' heads on
+one set of cached features, so every member must start from the same base:
+a single-run source (or one named ``transfer.source_member``), not a
+population source taken seed for seed. Each member keeps its own training
+order, dropout keys and head initialization (``PopulationFeatureData``).
+
 The state is the whole model's (the head model is the same model with its
 inputs entering at layer ``k``: ``models.from_layer``), so checkpoints,
 ``state.load_for_inference`` and ``transfer.source`` see an ordinary
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -43,7 +50,7 @@ from jaxcnn.models.freezing import freeze_before
 from jaxcnn.state import TrainState
 
 __all__ = ["TransferError", "freeze_before", "extract_features", "FeatureData",
-           "train_head_on_features"]
+           "PopulationFeatureData", "train_head_on_features"]
 
 
 def extract_features(model: sequential.Sequential, variables: Mapping, data,
@@ -114,6 +121,76 @@ class FeatureData:
              "mask": self._shard(np.arange(b) < n)}
 
 
+class PopulationFeatureData:
+  """One set of cached features served to a population's members.
+
+  Member ``i`` gets exactly the batches ``FeatureData`` gives its single run
+  (its own data seed's order, ``data.PopulationData.members[i]``), stacked
+  ``[members, D, b, ...]``; evaluation batches are shared.
+  """
+
+  def __init__(self, data, features: Mapping[str, tuple[np.ndarray, np.ndarray]],
+               global_batch_size: int, num_local_devices: int | None = None):
+    self.members = [FeatureData(m, features, global_batch_size, num_local_devices)
+                    for m in data.members]
+    self.steps_per_epoch = data.steps_per_epoch
+    self.info = data.info
+    self.feature_shape = self.members[0].feature_shape
+
+  def train_epoch(self, epoch: int, start_step: int = 0
+                  ) -> Iterator[dict[str, np.ndarray]]:
+    for batches in zip(*(m.train_epoch(epoch, start_step) for m in self.members)):
+      yield {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+
+  def eval_batches(self, split: str) -> Iterator[dict[str, np.ndarray]]:
+    return self.members[0].eval_batches(split)
+
+
+def _check_one_base(config) -> None:
+  """A population's members must start from one base: not a population source
+  taken member for member (seed-matched)."""
+  source = os.path.expanduser(config.transfer.source)
+  if (config.training.population < 2 or config.transfer.source_member >= 0
+      or not os.path.isfile(os.path.join(source, "config.json"))):
+    return
+  n = state_lib.read_config(source).get("training", {}).get("population", 1)
+  if n > 1:
+    raise TransferError(
+        f"transfer.feature_extraction with training.population="
+        f"{config.training.population} caches one base's features for every member, "
+        f"but transfer.source {source!r} holds a population of {n}, whose member i "
+        "would give member i its own base. Start every member from one source "
+        f"member (transfer.source_member=j, 0 to {n - 1}), or set "
+        "transfer.feature_extraction = False to train each member's frozen base "
+        "end to end.")
+
+
+def _shared_base(setup, state, k: int) -> Mapping:
+  """The base's variables (layers[:k]) that every member holds, as ``variables``.
+
+  Raises:
+    TransferError: the members' bases differ (their frozen layers came from
+      different weights), so one set of features cannot serve them all.
+  """
+  if not setup.members:
+    return state.variables
+  names = setup.model.layer_names[:k]
+  first = state_lib.member(state, 0).variables
+  for i in range(1, state_lib.population_size(state)):
+    other = state_lib.member(state, i).variables
+    for collection, layers in first.items():
+      for name in names:
+        if name in layers and not all(jax.tree.leaves(jax.tree.map(
+            lambda a, b: bool(np.array_equal(a, b)), layers[name],
+            other[collection][name]))):
+          raise TransferError(
+              f"transfer.feature_extraction: population member {i}'s frozen layer "
+              f"'{name}' differs from member 0's, so one set of cached features "
+              "cannot serve every member. Start them from one base, or set "
+              "transfer.feature_extraction = False.")
+  return first
+
+
 def _check_feature_config(config, model, params, patterns) -> int:
   if config.dataset.augmentation:
     raise TransferError(
@@ -162,12 +239,15 @@ def train_head_on_features(config: ml_collections.ConfigDict, workdir: str
                                                    info.image_shape))
   k = _check_feature_config(config, setup.model, shapes.params,
                             optim.freeze.normalize(config.regularization.freeze))
+  _check_one_base(config)
   with train.open_run(setup) as ckpt:
     setup, state, progress = train.start(setup, ckpt)
     t0 = time.perf_counter()
     splits = ["train", "test"] + (["validation"] if info.num_validation else [])
-    features = extract_features(setup.model, state.variables, setup.data, splits, k)
-    feature_data = FeatureData(setup.data, features, config.training.batch_size)
+    features = extract_features(setup.model, _shared_base(setup, state, k), setup.data,
+                                splits, k)
+    feature_data = (PopulationFeatureData if setup.members else FeatureData)(
+        setup.data, features, config.training.batch_size)
     if train.is_main_process():
       names = setup.model.layer_names
       print(f"Feature extraction: layers {names[0]}...{names[k - 1]} ran once over "
@@ -177,5 +257,7 @@ def train_head_on_features(config: ml_collections.ConfigDict, workdir: str
             f"{feature_data.feature_shape}; training {', '.join(names[k:])}.")
     head = dataclasses.replace(
         setup, data=feature_data, model=models.from_layer(setup.model, k),
-        train_model=models.from_layer(setup.train_model, k))
+        train_model=models.from_layer(setup.train_model, k),
+        members=tuple(dataclasses.replace(m, train_model=models.from_layer(m.train_model, k))
+                      for m in setup.members))
     return train.fit(head, state, progress, ckpt)

@@ -150,6 +150,8 @@ RANGE_CASES = [
     ("training.initial_loss_scale", 1.0, 0.5, ">= 1"),
     ("training.loss_scale_period", 1, 0, ">= 1"),
     ("training.steps_per_call", 0, -1, ">= 0 (0 = auto)"),
+    ("transfer.source_member", -1, -2,
+     ">= -1 (-1 = seed-matched from a population source of the run's size)"),
     ("inference.num_samples", 1, 0, ">= 1"),
     ("inference.batch_size", 1, 0, ">= 1"),
     ("lr_find.steps", 2, 1, ">= 2"),

@@ -379,3 +379,73 @@ def test_seeds_train_each_rung_as_a_population_with_intervals_and_welch(
   assert float(table[0]["test_accuracy_ci_high"]) == pytest.approx(
       rows[0]["test_accuracy_ci_high"])
   assert os.path.getsize(os.path.join(out, "curves.png")) > 0
+
+
+TRANSFER_LADDER = textwrap.dedent('''
+    """A transfer test ladder: 'tuned' fine-tunes 'base' (its source, by basename)."""
+    from jaxcnn import config as config_lib
+
+    DATA_DIR = "@DATA_DIR@"
+    MEMBERS = {"base": "trains from scratch", "tuned": "fine-tunes base",
+               "loop_a": "names loop_b", "loop_b": "names loop_a"}
+    SOURCES = {"tuned": "workdirs/base", "loop_a": "workdirs/loop_b",
+               "loop_b": "elsewhere/loop_a/"}
+
+    def get_ladder(options=""):
+      return ["base", "tuned"]
+
+    def get_config(arg="base"):
+      member = arg.split(",")[0]
+      c = config_lib.defaults()
+      c.dataset.name = "sklearn_digits"
+      c.dataset.data_dir = DATA_DIR
+      c.dataset.num_train_examples = 48  # 2 steps of 16 + 16 validation
+      c.dataset.validation_split = 16
+      c.dataset.num_test_examples = 32
+      c.model.name = "cnn_small"
+      c.optimizer.name = "adam"
+      c.training.batch_size = 16
+      c.training.num_epochs = 1
+      c.training.progress_bar = False
+      c.transfer.source = SOURCES.get(member, "")
+      if member == "tuned":
+        c.regularization.freeze = ("conv2d",)
+        c.seed = 7
+      c.lock()
+      return c
+''')
+
+
+def test_a_source_naming_a_member_is_its_workdir_under_out_and_trains_first(
+    tmp_path, digits_dir):
+  from jaxcnn import state as state_lib
+  import numpy as np
+  path = tmp_path / "transfer_ladder.py"
+  path.write_text(TRANSFER_LADDER.replace("@DATA_DIR@", digits_dir))
+  out = str(tmp_path / "out")
+  counting = CountingTrain()
+  # Given in the wrong order: the source trains first.
+  ladder_lib.run(str(path), out, members=["tuned", "base"], seeds=2, train_fn=counting,
+                 plot=False)
+  assert counting.workdirs == ["base", "tuned"]
+  saved = _read(os.path.join(out, "tuned", "config.json"))
+  assert saved["transfer"]["source"] == os.path.join(out, "base")
+  for i in range(2):  # Seed-matched: tuned member i froze base member i's conv2d.
+    base = state_lib.load_for_inference(os.path.join(out, "base"), member=i)[1]
+    tuned = state_lib.load_for_inference(os.path.join(out, "tuned"), member=i)[1]
+    np.testing.assert_array_equal(tuned["params"]["conv2d"]["kernel"],
+                                  base["params"]["conv2d"]["kernel"])
+    assert not np.allclose(tuned["params"]["conv2d_1"]["kernel"],
+                           base["params"]["conv2d_1"]["kernel"])
+  ladder_lib.run(str(path), out, members=["tuned", "base"], seeds=2, train_fn=counting,
+                 plot=False)
+  assert counting.workdirs == ["base", "tuned"]  # both reused, resolved the same way
+  # A source member that this run leaves out stays where the config says.
+  alone = ladder_lib.load(str(path), members=["tuned"])
+  assert ladder_lib.member_config(alone, "tuned", out=out).transfer.source == "workdirs/base"
+  # Sources naming each other (a trailing slash still names the member).
+  module = ladder_lib.load(str(path)).module
+  loop = ladder_lib.Ladder(str(path), module, ["base", "loop_a", "loop_b"])
+  with pytest.raises(ladder_lib.LadderError,
+                     match=r"in a cycle: loop_a <- loop_b, loop_b <- loop_a\."):
+    ladder_lib.run_order(loop)
