@@ -181,3 +181,24 @@ def test_no_runs_yet_says_which_commands_make_them(tmp_path):
   table = claims.run("experiments/claims/lectures.py", str(tmp_path))  # Exists, empty.
   assert table.count("**not run**") == table.count("\n| 00")
   assert (tmp_path / "claims.md").read_text() == table
+
+
+def test_every_lecture_claim_names_runs_its_command_makes():
+  """Each claim of experiments/claims/lectures.py: its folder is where its
+  command writes, each rung is a member the command trains, and a speed
+  claim's benchmark is the file its benchmark command writes."""
+  for c in claims.load_claims("experiments/claims/lectures.py"):
+    folder = f"workdirs/claims/{c.ladder}"
+    assert f"--out={folder} " in c.command + " " or f"--workdir={folder}/" in c.command, (
+        c.words, c.ladder)
+    for rung in c.rungs:
+      member = rung.partition(":")[0]
+      if "--members=" in c.command:
+        members = c.command.split("--members=")[1].split()[0].split(",")
+        assert member in members, (c.words, member)
+      elif "--workdir=" in c.command:
+        assert f"--workdir={folder}/{member} " in c.command + " ", (c.words, member)
+    if c.benchmark:
+      assert f"--out=workdirs/claims/{c.benchmark}" in c.benchmark_command, c.words
+      members = c.benchmark_command.split("--members=")[1].split()[0].split(",")
+      assert set(c.rungs) <= set(members), c.words
