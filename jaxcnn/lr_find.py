@@ -177,9 +177,14 @@ def sweep(step: Callable[[Any, Any], tuple[Any, dict]], state: Any,
 
 def _sweep_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The single-run config the sweep trains: member 0's, schedule constant."""
-  if config.training.population > 1:
+  population = config.training.population > 1
+  if population:
     config = config_lib.member_configs(config)[0]
   config = ml_collections.ConfigDict(config.to_dict())
+  if population and config.transfer.source and config.transfer.source_member < 0:
+    # Member 0 of a population continues member 0 of a population source (a
+    # single run or a weights file takes 0 as well).
+    config.transfer.source_member = 0
   config.schedule = ml_collections.ConfigDict({"name": "constant"})
   config.optimizer.learning_rate = float(config.lr_find.start)
   return config_lib.validate(config)

@@ -173,3 +173,20 @@ def test_mode_writes_its_files_and_leaves_the_training_state(tmp_path, synchrono
     assert {k: v for k, v in after.items() if not k.startswith("lr_find.")} == before
     with pytest.raises(config_lib.PopulationError, match="lr_find sweeps"):
       run.run(config, workdir, "lr_find", member=0)
+
+
+def test_a_population_sweeps_member_0_from_source_member_0():
+  """The sweep is member 0's single run: with a population source it takes the
+  source's member 0 (the seed-matched one) instead of stopping for want of
+  transfer.source_member; a member the user named is kept."""
+  config = config_lib.defaults()
+  config.training.population = 3
+  config.transfer.source = "/some/population/workdir"
+  swept = lr_find._sweep_config(config)
+  assert swept.training.population == 1 and swept.transfer.source_member == 0
+  assert swept.seed == config.seed
+  config.transfer.source_member = 2
+  assert lr_find._sweep_config(config).transfer.source_member == 2
+  config.training.population = 1
+  config.transfer.source_member = -1
+  assert lr_find._sweep_config(config).transfer.source_member == -1
