@@ -13,9 +13,10 @@ one ``train.fit`` compiles (``train._make_train_step``), called on the
 inputs ``train.fit`` feeds it (``data.device.calls`` of epoch 0: host
 batches, or device rows and K-step stacks where the feed plan says so) at
 the config's batch size and image shape. Each member is warmed up first
-(``--warmup`` calls, their seconds recorded apart): both of the first two
-calls compile (with ``jax_log_compiles`` the second compiles the program
-again for the state the first one returned), so the default is 2.
+(``--warmup`` calls, their seconds recorded apart): the first call
+compiles (the state placed as ``train.fit`` places it,
+``parallel.replicate``, so only once); the default of 2 leaves the second
+for caches to settle.
 Then every round times ``--steps`` steps of each member in turn, the first
 member rotating from round to round, so that load from other processes
 falls on every member alike; only medians and per-round ratios are
@@ -64,6 +65,7 @@ import jax  # noqa: E402  pylint: disable=g-import-not-at-top
 import numpy as np  # noqa: E402  pylint: disable=g-import-not-at-top
 
 from jaxcnn import ladder as ladder_lib  # noqa: E402  pylint: disable=g-import-not-at-top
+from jaxcnn import parallel  # noqa: E402  pylint: disable=g-import-not-at-top
 from jaxcnn import train  # noqa: E402  pylint: disable=g-import-not-at-top
 from jaxcnn.data import device as device_lib  # noqa: E402  pylint: disable=g-import-not-at-top
 
@@ -141,6 +143,7 @@ def build_rung(ladder: ladder_lib.Ladder, member: str, workdir: str, *, seeds: i
     with train.open_run(setup) as ckpt:
       setup, state, _ = train.start(setup, ckpt)
   step = train._make_train_step(setup)  # pylint: disable=protected-access
+  state = parallel.replicate(state)  # Placed as train.fit places it: one compilation.
   inputs = list(itertools.islice(
       device_lib.calls(setup.data, 0, 0, setup.feed or device_lib.Feed()), calls))
   return Rung(member, config, step, state, inputs, setup.data.steps_per_epoch,

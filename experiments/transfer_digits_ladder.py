@@ -7,7 +7,7 @@ so with ``--out=workdirs`` the runs already finished there are reused and
 the transfer configs find their sources (``workdirs/fashion_mnist_pretrain``,
 ``workdirs/transfer_digits_features``) where they expect them. With another
 ``--out`` a source that is a member of the run is read from ``--out``
-(``jaxcnn.ladder.source_member``); a source left out of ``--members`` stays
+(``jaxcnn.ladder.source_rung``); a source left out of ``--members`` stays
 where the config says. Members run in dependency order: pretraining,
 scratch, feature extraction, fine-tuning. With ``--seeds=N`` the fine-tuning
 rung's member i continues the feature-extraction rung's member i.

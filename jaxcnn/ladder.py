@@ -19,7 +19,7 @@ member whose ``results.json`` is there and whose ``config.json`` equals the
 config is reused, not retrained. A member whose ``transfer.source`` names
 another member of the run by its basename (``'workdirs/<member>'``) starts
 from that member's workdir, ``<out>/<member>``, and runs after it
-(:func:`source_member`, :func:`run_order`); with ``--seeds`` a population
+(:func:`source_rung`, :func:`run_order`); with ``--seeds`` a population
 source gives member i to member i (``state.from_pretrained``). Then ``<out>/results.md``,
 ``<out>/results.csv`` and ``<out>/curves.png`` (all members overlaid) are
 written. ``--epochs``, ``--train_examples``, ``--test_examples`` and
@@ -204,7 +204,7 @@ def _read_json(path: str) -> Any:
     return json.load(f)
 
 
-def source_member(ladder: Ladder, member: str,
+def source_rung(ladder: Ladder, member: str,
                   config: ml_collections.ConfigDict) -> str | None:
   """The other member of the run whose workdir ``member``'s ``transfer.source`` names.
 
@@ -226,12 +226,12 @@ def member_config(ladder: Ladder, member: str, *,
   """A rung's config: shrunk by ``overrides``, a population of ``seeds`` if > 0.
 
   With ``out``, a ``transfer.source`` naming another member of the run
-  (:func:`source_member`) becomes that member's workdir, ``out/<source>``.
+  (:func:`source_rung`) becomes that member's workdir, ``out/<source>``.
   """
   config = config_lib.shrink(ladder.get_config(member), **(overrides or {}))
   if seeds:
     config.training.population = seeds
-  source = source_member(ladder, member, config) if out is not None else None
+  source = source_rung(ladder, member, config) if out is not None else None
   if source:
     config.transfer.source = os.path.join(out, source)
   return config_lib.validate(config)
@@ -245,7 +245,7 @@ def run_order(ladder: Ladder) -> list[str]:
   Raises:
     LadderError: members whose sources name each other in a cycle.
   """
-  needs = {m: source_member(ladder, m, ladder.get_config(m)) for m in ladder.members}
+  needs = {m: source_rung(ladder, m, ladder.get_config(m)) for m in ladder.members}
   order: list[str] = []
   while len(order) < len(ladder.members):
     ready = [m for m in ladder.members

@@ -1,5 +1,6 @@
 """Populations: N members of one experiment trained by one compiled program."""
 
+import functools
 import pytest
 
 from jaxcnn import config as config_lib
@@ -94,17 +95,16 @@ from jaxcnn import optim  # noqa: E402
 from jaxcnn import parallel  # noqa: E402
 from jaxcnn import state as state_lib  # noqa: E402
 
+import tree_asserts  # noqa: E402
+
 # Member i of a population and its single run compute the same float32
 # operations in different compiled programs (XLA may fuse and reorder them
 # differently), so after a few steps they agree to rounding, not bit for bit.
 RTOL, ATOL = 1e-4, 1e-5
 
 
-def assert_trees_close(a, b, rtol=RTOL, atol=ATOL):
-  assert jax.tree.structure(a) == jax.tree.structure(b)
-  for (path, x), y in zip(jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)):
-    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol,
-                               err_msg=jax.tree_util.keystr(path))
+assert_trees_close = functools.partial(tree_asserts.assert_trees_close,
+                                       rtol=RTOL, atol=ATOL)
 
 
 def step_config(vary=""):

@@ -4,6 +4,7 @@ Each test trains tiny CNNs on scikit-learn's digits (offline, every machine)
 with 4 fake CPU devices (tests/conftest.py).
 """
 
+import functools
 import json
 import os
 
@@ -18,6 +19,8 @@ from jaxcnn.data import digits
 from jaxcnn import parallel
 from jaxcnn import state as state_lib
 from jaxcnn import train
+
+import tree_asserts
 
 # A member and its single run compute the same float32 operations in two
 # compiled programs that XLA may fuse differently: after 16 steps they agree
@@ -54,11 +57,8 @@ def tiny_config(data_dir, population=3, vary="", mode="auto"):
   return c
 
 
-def assert_trees_close(a, b, rtol=RTOL, atol=ATOL):
-  assert jax.tree.structure(a) == jax.tree.structure(b)
-  for (path, x), y in zip(jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)):
-    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol,
-                               err_msg=jax.tree_util.keystr(path))
+assert_trees_close = functools.partial(tree_asserts.assert_trees_close,
+                                       rtol=RTOL, atol=ATOL)
 
 
 # Through the whole loop, one case per mode and per kind of varied value; the
@@ -79,9 +79,10 @@ def test_each_member_ends_as_its_single_run(digits_dir, tmp_path, vary, mode):
     got = state_lib.member(state, i)
     rtol, atol = TOLERANCE[mode]
     assert int(got.step) == int(single.step) == 16
-    assert_trees_close(got.params, single.params, rtol, atol)
-    assert_trees_close(got.batch_stats, single.batch_stats, rtol, atol)
-    assert_trees_close(got.opt_state, single.opt_state, *OPT_STATE_TOLERANCE[mode])
+    assert_trees_close(got.params, single.params, rtol=rtol, atol=atol)
+    assert_trees_close(got.batch_stats, single.batch_stats, rtol=rtol, atol=atol)
+    opt_rtol, opt_atol = OPT_STATE_TOLERANCE[mode]
+    assert_trees_close(got.opt_state, single.opt_state, rtol=opt_rtol, atol=opt_atol)
     np.testing.assert_allclose(history["members"][i]["loss"], single_history["loss"],
                                rtol=rtol)
     assert history["members"][i]["test_accuracy"] == pytest.approx(

@@ -11,6 +11,7 @@ Every loop test runs twice, over the ``data_source`` fixture:
 """
 
 import dataclasses
+import functools
 import glob
 import json
 import os
@@ -28,6 +29,8 @@ from jaxcnn import optim
 from jaxcnn import parallel
 from jaxcnn import state as state_lib
 from jaxcnn import train
+
+import tree_asserts
 
 # Mock splits: with USE_CODE there is no split metadata, so tf.data counts
 # the examples, and the mock ignores slices: the validation and test parts
@@ -129,11 +132,8 @@ def data_source(request, tmp_path_factory, monkeypatch):
                    interrupt_at=21)  # 5 of epoch 2's 16 steps
 
 
-def assert_trees_close(a, b, rtol=1e-5, atol=1e-6):
-  for (path, x), y in zip(jax.tree_util.tree_flatten_with_path(a)[0],
-                          jax.tree.leaves(b)):
-    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol,
-                               err_msg=jax.tree_util.keystr(path))
+assert_trees_close = functools.partial(tree_asserts.assert_trees_close,
+                                       rtol=1e-5, atol=1e-6)
 
 
 def test_pmap_on_4_devices_equals_one_device():

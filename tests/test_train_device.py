@@ -8,6 +8,7 @@ scikit-learn's digits (offline), 4 fake CPU devices (tests/conftest.py) and
 1 device.
 """
 
+import functools
 import json
 import os
 
@@ -25,6 +26,8 @@ from jaxcnn import parallel
 from jaxcnn import state as state_lib
 from jaxcnn import train
 from jaxcnn.data import device as device_lib
+
+import tree_asserts
 
 # The paths compute the same float32 operations in differently compiled
 # programs: the gathered images differ from tf.data's by a float32 rounding
@@ -59,10 +62,8 @@ def tiny_config(data_dir, device_cache="off", steps_per_call=1, population=1):
   return c
 
 
-def assert_trees_close(a, b, rtol=RTOL, atol=ATOL):
-  for (path, x), y in zip(jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)):
-    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol,
-                               err_msg=jax.tree_util.keystr(path))
+assert_trees_close = functools.partial(tree_asserts.assert_trees_close,
+                                       rtol=RTOL, atol=ATOL)
 
 
 def assert_same_training(a, b):

@@ -9,6 +9,7 @@ per call, without pmap. Tiny CNN on scikit-learn's digits (offline), 4 fake
 CPU devices (tests/conftest.py) and 1.
 """
 
+import functools
 import os
 
 import jax
@@ -25,6 +26,8 @@ from jaxcnn import state as state_lib
 from jaxcnn import train
 from jaxcnn.data import augment_jax
 from jaxcnn.data import device as device_lib
+
+import tree_asserts
 
 # Same program pieces compiled differently (the gather inside jit against
 # augment_jax run eagerly; a scan body against the lone step): float32
@@ -66,10 +69,8 @@ def tiny_config(data_dir, steps_per_call=1, population=1, epochs=2):
   return c
 
 
-def assert_trees_close(a, b):
-  for (path, x), y in zip(jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)):
-    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=RTOL, atol=ATOL,
-                               err_msg=jax.tree_util.keystr(path))
+assert_trees_close = functools.partial(tree_asserts.assert_trees_close,
+                                       rtol=RTOL, atol=ATOL)
 
 
 def assert_same_training(a, b):

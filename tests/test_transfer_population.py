@@ -5,6 +5,7 @@ Tiny CNNs on scikit-learn's digits (offline) with 4 fake CPU devices
 the targets fine-tune its last convolution and head.
 """
 
+import functools
 import jax
 import numpy as np
 import pytest
@@ -15,6 +16,8 @@ from jaxcnn.models.freezing import TransferError
 from jaxcnn import state as state_lib
 from jaxcnn import train
 from jaxcnn import transfer
+
+import tree_asserts
 
 # A population member and its single run compute the same float32 operations
 # in two compiled programs that XLA may fuse differently: after 8 steps they
@@ -60,11 +63,8 @@ def population_source(digits_dir, tmp_path_factory):
   return workdir
 
 
-def assert_trees_close(a, b, rtol=RTOL, atol=ATOL):
-  assert jax.tree.structure(a) == jax.tree.structure(b)
-  for (path, x), y in zip(jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)):
-    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol,
-                               err_msg=jax.tree_util.keystr(path))
+assert_trees_close = functools.partial(tree_asserts.assert_trees_close,
+                                       rtol=RTOL, atol=ATOL)
 
 
 def max_difference(a, b):
